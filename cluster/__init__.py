@@ -1,0 +1,1 @@
+"""Ray: the only layer that imports it. It imports trials, never orchestrator."""

@@ -1,0 +1,121 @@
+"""Ray Tune: the Searcher bridge to the tree actor, the trial trainable, and the Tuner.
+
+Tune fans trials out across the cluster; what to run and what it means stay with the tree
+actor. The bridge works with any actor that has `suggest()` and `complete(trial_id, result,
+error)`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter, Searcher
+from trials.runner import run_trial
+
+from cluster.actors import NAMESPACE
+from trials.spec import TrialSpec
+
+FINISHED = "FINISHED"  # what the tree actor's suggest() returns when the campaign is over
+POLL_S = 0.25  # how often Tune may ask a tree actor that had nothing to run
+RESULT_KEY = "arborist_result"
+
+
+class TreeSearcher(Searcher):
+    """A Tune Searcher that asks the tree actor for the next trial and reports results back."""
+
+    def __init__(self, actor_name: str) -> None:
+        super().__init__(metric=None, mode=None)
+        self._actor_name = actor_name
+        self._actor = ray.get_actor(actor_name, namespace=NAMESPACE)
+        self._trial_ids: dict[str, str] = {}  # Tune's trial id -> arborist trial id
+        self._next_poll = 0.0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        now = time.monotonic()
+        if now < self._next_poll:
+            return None  # back-pressure: the tree had nothing a moment ago
+        spec = ray.get(self._actor.suggest.remote())
+        if spec == FINISHED:
+            return Searcher.FINISHED
+        if spec is None:
+            self._next_poll = now + POLL_S
+            return None
+        self._trial_ids[trial_id] = spec["trial_id"]
+        return {"spec": spec, "actor": self._actor_name}
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        ours = self._trial_ids.pop(trial_id, None)
+        if ours is None:
+            return
+        payload = (result or {}).get(RESULT_KEY)
+        ray.get(self._actor.complete.remote(ours, json.loads(payload) if payload else None, error))
+        self._next_poll = 0.0  # a finished trial may have opened new work
+
+
+def trial_trainable(config: dict[str, Any]) -> None:
+    """Run one trial on this worker; intermediate ARBORIST_REPORT lines go to Tune's schedulers."""
+    spec = TrialSpec.from_dict(config["spec"])
+    actor = ray.get_actor(config["actor"], namespace=NAMESPACE)
+
+    def fetch_bundle(bundle_id: str) -> bytes:
+        return ray.get(actor.bundle_bytes.remote(bundle_id))  # type: ignore[no-any-return]
+
+    def on_report(payload: dict[str, Any]) -> None:
+        numbers = {k: float(v) for k, v in payload.items() if _is_number(v)}
+        if numbers:
+            tune.report(numbers)
+
+    result = run_trial(spec, fetch_bundle, on_report)
+    tune.report({RESULT_KEY: json.dumps(result.to_dict()), "done": True})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def build_tuner(
+    actor_name: str, *, max_concurrent: int, cpus: float, gpus: float, storage_dir: Path, name: str
+) -> tune.Tuner:
+    searcher = ConcurrencyLimiter(TreeSearcher(actor_name), max_concurrent=max_concurrent)
+    trainable = tune.with_resources(trial_trainable, {"cpu": cpus, "gpu": gpus})
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage_dir),
+            verbose=0,
+            log_to_file=False,
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False, num_to_keep=1),
+        ),
+    )
+
+
+def make_suggester(algorithm: str, param: str, spec: dict[str, Any], seed: int) -> Searcher:
+    """A Tune search algorithm over one parameter's domain, maximizing the paired gain."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    sampler = None
+    if algorithm == "random":
+        import optuna
+
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    return OptunaSearch(
+        space={param: _domain(spec)}, metric="gain", mode="max",
+        sampler=sampler, seed=None if sampler else seed,
+    )
+
+
+def _domain(spec: dict[str, Any]) -> Any:
+    if spec["type"] == "choice":
+        return tune.choice(spec["values"])
+    low, high, log = spec["low"], spec["high"], spec["log"]
+    if spec["type"] == "int":
+        return tune.lograndint(int(low), int(high) + 1) if log else tune.randint(int(low), int(high) + 1)
+    return tune.loguniform(low, high) if log else tune.uniform(low, high)

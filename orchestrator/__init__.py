@@ -1,0 +1,1 @@
+"""The search and the campaign: config, tree, statistics, policy, memory, proposers, ledger."""

@@ -1,0 +1,171 @@
+"""A campaign on Ray: prepare the campaign folder, run the search and integration through the
+tree actor and Ray Tune, and leave a ledger and a report behind.
+
+Layout of a campaign folder:
+
+    campaign.json     the resolved config (what `arborist resume` reads back)
+    config.yaml       the config file as given
+    repo/             the campaign repository: a commit and branch per node
+    bundles/          the snapshot as a git bundle, shipped to workers
+    journal.wal       write-ahead journal of events not yet in Parquet
+    ledger/           the Parquet ledger (unless `storage:` points elsewhere)
+    scratch/          worktrees and trial outputs of this machine
+    report.md         the lab notebook
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import CampaignConfig, ConfigError
+from orchestrator.ledger import load_events, open_filesystem
+from orchestrator.search import SearchService
+from trials.hashing import hash_path
+from trials.worktree import CampaignRepo, snapshot_project
+
+CAMPAIGN_FILE = "campaign.json"
+
+
+class CampaignInterrupted(RuntimeError):
+    """The campaign stopped before it finished; `arborist resume` continues it."""
+
+
+def storage_uri(config: CampaignConfig) -> str:
+    assert config.campaign_dir is not None
+    return config.storage or str(Path(config.campaign_dir) / "ledger")
+
+
+def has_events(config: CampaignConfig) -> bool:
+    assert config.campaign_dir is not None
+    fs, root = open_filesystem(storage_uri(config))
+    return bool(load_events(fs, root, Path(config.campaign_dir) / "journal.wal"))
+
+
+def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
+    """Create the campaign folder: snapshot, bundle, protected hashes. The project is only read."""
+    assert config.campaign_dir is not None
+    campaign_dir = Path(config.campaign_dir)
+    if (campaign_dir / CAMPAIGN_FILE).exists() or has_events(config):
+        raise ConfigError(
+            f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
+            "or choose another campaign_dir (or --campaign-dir) for a new one."
+        )
+    campaign_dir.mkdir(parents=True, exist_ok=True)
+    repo_dir = campaign_dir / "repo"
+    if repo_dir.exists():
+        shutil.rmtree(repo_dir)  # left by a start that failed before its first event
+    commit = snapshot_project(Path(config.project), repo_dir)
+    repo = CampaignRepo(repo_dir)
+    bundle_path = campaign_dir / "bundles" / "snapshot.bundle"
+    bundle_path.parent.mkdir(exist_ok=True)
+    bundle_id = repo.bundle(bundle_path)
+    protected = repo.protected_hashes(commit, config.protected)
+    missing = [p for p, h in protected.items() if h is None]
+    if missing:
+        raise ConfigError(
+            f"protected: {', '.join(missing)} not found in the project {config.project}; "
+            "list paths relative to the project root"
+        )
+    for path in config.data.heldout.values():
+        protected[str(path)] = hash_path(Path(path))
+    (campaign_dir / CAMPAIGN_FILE).write_text(
+        json.dumps({"config": config.model_dump(mode="json")}, indent=2) + "\n"
+    )
+    if config_path is not None:
+        shutil.copyfile(config_path, campaign_dir / "config.yaml")
+    return {
+        "snapshot_commit": commit,
+        "bundle_id": bundle_id,
+        "bundle_path": str(bundle_path),
+        "protected": protected,
+        "config_path": str(config_path) if config_path else "",
+    }
+
+
+def load_campaign_config(campaign_dir: Path) -> CampaignConfig:
+    path = campaign_dir / CAMPAIGN_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"{campaign_dir} is not a campaign folder (no {CAMPAIGN_FILE}). "
+            "Pass the folder `arborist run` printed, e.g. runs/<name>."
+        )
+    return CampaignConfig.model_validate(json.loads(path.read_text())["config"])
+
+
+def actor_name(config: CampaignConfig) -> str:
+    return f"arborist-tree-{config.name}"
+
+
+def run(
+    config: CampaignConfig,
+    *,
+    setup: dict[str, Any] | None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    progress_every_s: float = 1.0,
+) -> dict[str, Any]:
+    """Run (or resume, with setup None) a prepared campaign to its end on Ray.
+
+    Returns the final progress summary. Raises CampaignInterrupted when stopped early.
+    """
+    import ray
+
+    from cluster.actors import start_actor, stop_actor
+    from cluster.runtime import connect
+    from cluster.tune import build_tuner, make_suggester
+
+    assert config.campaign_dir is not None
+    connect(config.ray.address)
+    name = actor_name(config)
+    actor = start_actor(SearchService, name, config.model_dump(mode="json"), setup, make_suggester)
+    stop_polling = threading.Event()
+    poller = None
+    if on_progress is not None:
+        poller = threading.Thread(
+            target=_poll, args=(actor, on_progress, stop_polling, progress_every_s), daemon=True
+        )
+        poller.start()
+    try:
+        tuner = build_tuner(
+            name,
+            max_concurrent=config.ray.max_concurrent,
+            cpus=config.ray.cpus_per_trial,
+            gpus=config.ray.gpus_per_trial,
+            storage_dir=Path(config.campaign_dir) / "tune",
+            name=f"session-{_session_count(actor)}",
+        )
+        tuner.fit()
+    finally:
+        stop_polling.set()
+        if poller is not None:
+            poller.join(timeout=5)
+        summary: dict[str, Any] = ray.get(actor.close.remote())
+        stop_actor(name)
+    if on_progress is not None:
+        on_progress(summary)
+    if summary["phase"] != "done":
+        raise CampaignInterrupted(
+            f"campaign {config.name} stopped before it finished; every completed trial is in the "
+            f"ledger. Continue with: arborist resume {config.campaign_dir}"
+        )
+    return summary
+
+
+def _session_count(actor: Any) -> int:
+    import ray
+
+    return int(ray.get(actor.progress.remote()).get("sessions", 1))
+
+
+def _poll(actor: Any, on_progress: Callable[[dict[str, Any]], None], stop: threading.Event, every_s: float) -> None:
+    import ray
+
+    while not stop.wait(every_s):
+        try:
+            on_progress(ray.get(actor.progress.remote(), timeout=10))
+        except Exception:
+            continue

@@ -1,0 +1,169 @@
+"""arborist run | resume | status | report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from orchestrator import report
+from orchestrator.config import CampaignConfig, ConfigError, load_config
+from orchestrator.ledger import LedgerError
+from orchestrator.progress import ProgressDisplay, progress_line
+from orchestrator.proposers.queue import QueueFileError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        return int(args.func(args))
+    except (ConfigError, QueueFileError, LedgerError) as exc:
+        err.print(f"arborist: error: {exc}", highlight=False, markup=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("arborist: interrupted; completed trials are in the ledger. Continue with `arborist resume`.")
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arborist",
+        description="Run ML experiment campaigns as a statistical tree search on Ray.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start a campaign from a config file")
+    run.add_argument("config", type=Path, help="campaign config (YAML)")
+    run.add_argument("--campaign-dir", type=Path, help="where the campaign lives (overrides campaign_dir)")
+    run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.set_defaults(func=_run)
+
+    resume = sub.add_parser("resume", help="continue a stopped or crashed campaign from its ledger")
+    resume.add_argument("campaign_dir", type=Path)
+    resume.add_argument("--quiet", action="store_true")
+    resume.set_defaults(func=_resume)
+
+    status = sub.add_parser("status", help="progress of a campaign, running or not")
+    status.add_argument("campaign_dir", type=Path)
+    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    status.set_defaults(func=_status)
+
+    rep = sub.add_parser("report", help="write the lab notebook; --json prints the summary")
+    rep.add_argument("campaign_dir", type=Path)
+    rep.add_argument("--json", action="store_true", help="print the summary as JSON instead")
+    rep.add_argument("--out", type=Path, help="notebook path (default CAMPAIGN_DIR/report.md)")
+    rep.set_defaults(func=_report)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from orchestrator import campaign
+
+    config = load_config(args.config)
+    if args.campaign_dir is not None:
+        config = _with_campaign_dir(config, args.campaign_dir)
+    setup = campaign.prepare(config, args.config)
+    print(f"campaign {config.name} in {config.campaign_dir}", file=sys.stderr)
+    return _drive(config, setup, quiet=args.quiet)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from orchestrator import campaign
+
+    config = campaign.load_campaign_config(args.campaign_dir.resolve())
+    tree = report.load_tree(config)
+    if tree.phase.value == "done":
+        print(f"campaign {config.name} already finished ({tree.finished_reason}).", file=sys.stderr)
+        return 0
+    print(f"resuming campaign {config.name} from {len(tree.finished_trials())} finished trials", file=sys.stderr)
+    return _drive(config, None, quiet=args.quiet)
+
+
+def _drive(config: CampaignConfig, setup: dict | None, *, quiet: bool) -> int:  # type: ignore[type-arg]
+    from orchestrator import campaign
+
+    display = ProgressDisplay()
+    try:
+        with display:
+            campaign.run(config, setup=setup, on_progress=None if quiet else display.update)
+    except campaign.CampaignInterrupted as exc:
+        _write_report(config)
+        print(f"arborist: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    path = _write_report(config)
+    print(f"campaign {config.name} finished; report: {path}", file=sys.stderr)
+    print(f"summary: arborist report {config.campaign_dir} --json", file=sys.stderr)
+    return 0
+
+
+def _write_report(config: CampaignConfig) -> Path:
+    tree = report.load_tree(config)
+    return report.write_notebook(config, tree)
+
+
+def _with_campaign_dir(config: CampaignConfig, campaign_dir: Path) -> CampaignConfig:
+    resolved = campaign_dir.resolve()
+    scratch = config.ray.scratch_dir
+    default_scratch = config.campaign_dir is not None and scratch == Path(config.campaign_dir) / "scratch"
+    ray = config.ray.model_copy(update={"scratch_dir": resolved / "scratch"}) if default_scratch else config.ray
+    return config.model_copy(update={"campaign_dir": resolved, "ray": ray})
+
+
+def _status(args: argparse.Namespace) -> int:
+    from orchestrator import campaign
+
+    config = campaign.load_campaign_config(args.campaign_dir.resolve())
+    tree = report.load_tree(config)
+    data = report.summary(config, tree)
+    if args.json:
+        keys = ("campaign", "phase", "finished_reason", "counts", "incumbent")
+        print(json.dumps({k: data[k] for k in keys}, indent=2))
+        return 0
+    progress = {
+        "name": config.name, "phase": tree.phase.value, "running": len(tree.running_trials()),
+        "counts": tree.counts(), "incumbent": _incumbent_brief(data),
+        "trials_spent": sum(1 for r in tree.trials.values() if r.state.value != "PENDING"),
+        "max_trials": config.budget.max_trials, "elapsed_s": tree.elapsed_s(),
+        "max_wall_s": config.budget.max_wall_s,
+    }
+    print(progress_line(progress))
+    if tree.finished_reason:
+        print(f"finished: {tree.finished_reason}")
+    return 0
+
+
+def _incumbent_brief(data: dict) -> dict | None:  # type: ignore[type-arg]
+    inc = data["incumbent"]
+    if inc is None:
+        return None
+    chain = inc["chain"]
+    return {
+        "node_id": inc["node_id"],
+        "change": chain[-1]["change"] if chain else "baseline",
+        "gain": inc["gain_vs_baseline"]["mean"] or 0.0,
+    }
+
+
+def _report(args: argparse.Namespace) -> int:
+    from orchestrator import campaign
+
+    config = campaign.load_campaign_config(args.campaign_dir.resolve())
+    tree = report.load_tree(config)
+    if args.json:
+        print(json.dumps(report.summary(config, tree), indent=2, default=str))
+        return 0
+    path = report.write_notebook(config, tree, args.out)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""The campaign config: YAML, validated on load, with errors that name the file, field and line.
+
+Relative paths in a config resolve against the config file's folder, so a campaign runs the
+same whatever the current directory is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trials.entrypoint import COMMAND_FIELDS
+
+BUILTIN_METRICS = ("train_time_s",)  # measured by arborist around the train step
+ASPECTS = ("optimizer", "lr_schedule", "architecture", "regularization", "data", "loss", "other")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """A mistake in a campaign config; the message says where and what to do."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EntrypointConfig(_Model):
+    train: str = Field(description="command run in the trial's worktree; {param} and {seed} are filled in")
+    evaluate: str | None = Field(
+        default=None, description="protected command that alone produces the decision metrics"
+    )
+    setup: str | None = None
+    budget_s: float = Field(default=600.0, gt=0)
+    evaluate_budget_s: float = Field(default=300.0, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    evaluate_env: dict[str, str] = Field(default_factory=dict)
+    inherit_env: list[str] = Field(default_factory=list)
+
+
+class MetricConfig(_Model):
+    direction: Literal["min", "max"]
+    role: Literal["objective", "guard", "info"] = "info"
+    regex: str | None = Field(default=None, description="read from evaluate output; group 1 is the value")
+    # Guards: bounds on the child's mean, absolute or relative to its parent's mean.
+    max: float | None = None
+    min: float | None = None
+    max_ratio: float | None = Field(default=None, gt=0)
+    min_ratio: float | None = Field(default=None, gt=0)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"regex does not compile: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _guard_has_bound(self) -> MetricConfig:
+        bounds = (self.max, self.min, self.max_ratio, self.min_ratio)
+        if self.role == "guard" and all(b is None for b in bounds):
+            raise ValueError("a guard needs a bound: one of max, min, max_ratio, min_ratio")
+        if self.role != "guard" and any(b is not None for b in bounds):
+            raise ValueError("bounds (max, min, max_ratio, min_ratio) only apply to role: guard")
+        return self
+
+
+class ParamConfig(_Model):
+    type: Literal["float", "int", "choice"]
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    values: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamConfig:
+        if self.type == "choice":
+            if not self.values:
+                raise ValueError("type: choice needs a non-empty list `values`")
+            if self.default not in self.values:
+                raise ValueError(f"default {self.default!r} is not one of values {self.values}")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"type: {self.type} needs `low` and `high`")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+        if isinstance(self.default, bool) or not isinstance(self.default, int | float):
+            raise ValueError(f"default {self.default!r} must be a number")
+        if self.type == "int" and int(self.default) != self.default:
+            raise ValueError(f"default {self.default!r} must be an integer")
+        if not self.low <= self.default <= self.high:
+            raise ValueError(f"default {self.default} is outside [{self.low}, {self.high}]")
+        return self
+
+
+class SeedsConfig(_Model):
+    baseline: int = Field(default=5, ge=1, description="seeds for the root (baseline)")
+    initial: int = Field(default=3, ge=1, description="first seeds of a child, paired with its parent")
+    max: int = Field(default=8, ge=1, description="cap of seeds per node")
+    start: int = Field(default=0, ge=0, description="first seed value")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeedsConfig:
+        if self.initial > self.max:
+            raise ValueError(f"initial ({self.initial}) must not exceed max ({self.max})")
+        if self.baseline > self.max:
+            raise ValueError(f"baseline ({self.baseline}) must not exceed max ({self.max})")
+        return self
+
+
+class StatsConfig(_Model):
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="error rate of a promotion")
+    min_effect: float = Field(default=0.0, ge=0, description="smallest gain worth promoting")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
+class ProposerConfig(_Model):
+    type: Literal["queue", "bayes", "random", "grid"]
+    path: Path | None = None  # queue: hypotheses file
+    algorithm: Literal["optuna", "random"] = "optuna"  # bayes: which Tune search algorithm
+    max_proposals: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _queue_has_path(self) -> ProposerConfig:
+        if self.type == "queue" and self.path is None:
+            raise ValueError("a queue proposer needs `path`, the hypotheses file")
+        return self
+
+
+class SearchConfig(_Model):
+    proposers: list[ProposerConfig] = Field(min_length=1)
+    max_children: int = Field(default=20, ge=1, description="children per node at most")
+    max_open_nodes: int = Field(default=4, ge=1, description="nodes under evaluation at once")
+
+
+class BudgetConfig(_Model):
+    max_trials: int = Field(default=200, ge=1)
+    max_wall_s: float = Field(default=3600.0, gt=0)
+
+
+class IntegrationConfig(_Model):
+    enabled: bool = True
+    max_trials: int = Field(default=40, ge=1, description="trials the integration stage may spend")
+
+
+class RayConfig(_Model):
+    address: str | None = Field(default=None, description="None: start a local Ray")
+    max_concurrent: int = Field(default=2, ge=1)
+    cpus_per_trial: float = Field(default=1.0, ge=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0)
+    scratch_dir: Path | None = None
+
+
+class DataConfig(_Model):
+    files: list[str] = Field(default_factory=list, description="project files hashed into the data fingerprint")
+    heldout: dict[str, Path] = Field(
+        default_factory=dict, description="env var -> file outside the project, given to evaluate alone"
+    )
+
+
+class LimitsConfig(_Model):
+    max_diff_lines: int = Field(default=400, ge=1)
+
+
+class CampaignConfig(_Model):
+    name: str
+    project: Path
+    campaign_dir: Path | None = None
+    storage: str | None = None
+    seed: int = 0
+    entrypoint: EntrypointConfig
+    metrics: dict[str, MetricConfig]
+    params: dict[str, ParamConfig] = Field(default_factory=dict)
+    protected: list[str] = Field(default_factory=list)
+    editable: list[str] | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    packages: list[str] = Field(default_factory=lambda: ["numpy", "scipy"])
+    seeds: SeedsConfig = Field(default_factory=SeedsConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+    search: SearchConfig
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    integration: IntegrationConfig = Field(default_factory=IntegrationConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("use letters, digits, '-', '_' or '.', at most 64 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> CampaignConfig:
+        objectives = [n for n, m in self.metrics.items() if m.role == "objective"]
+        if len(objectives) != 1:
+            raise ValueError(
+                f"metrics: exactly one metric needs role: objective (found {len(objectives)}: "
+                f"{', '.join(objectives) or 'none'})"
+            )
+        if objectives[0] in BUILTIN_METRICS:
+            raise ValueError(f"metrics: {objectives[0]} is measured by arborist; it cannot be the objective")
+        for protected in self.protected:
+            if protected.startswith("/") or ".." in Path(protected).parts:
+                raise ValueError(
+                    f"protected: {protected!r} must be a path inside the project; "
+                    "files outside it go under data.heldout"
+                )
+        return self
+
+    # Derived views, so callers never repeat these rules.
+    @property
+    def objective(self) -> str:
+        return next(n for n, m in self.metrics.items() if m.role == "objective")
+
+    @property
+    def guards(self) -> dict[str, MetricConfig]:
+        return {n: m for n, m in self.metrics.items() if m.role == "guard"}
+
+    def default_params(self) -> dict[str, Any]:
+        return {name: p.default for name, p in self.params.items()}
+
+
+def load_config(path: str | Path) -> CampaignConfig:
+    """Read, validate and resolve a campaign config. Raises ConfigError naming file, field, line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file. Pass the path of a campaign YAML file.")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)
+        root_node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}).") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a campaign config is a YAML mapping (name:, project:, ...).")
+    try:
+        config = CampaignConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, root_node)) from exc
+    return _resolve(config, path.resolve().parent, path, root_node)
+
+
+def _describe(exc: ValidationError, path: Path, root_node: yaml.Node | None) -> str:
+    lines = [f"{path}: invalid campaign config ({exc.error_count()} problem(s)); nothing was run."]
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        field = ".".join(loc) or "(top level)"
+        line = _line_of(root_node, loc)
+        where = f"{path}:{line}" if line else str(path)
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field (check its spelling; docs/config.md lists every field)"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        lines.append(f"  {where}: {field}: {message}")
+    return "\n".join(lines)
+
+
+def _line_of(node: yaml.Node | None, loc: list[str]) -> int | None:
+    """1-based line of the deepest YAML node along loc that exists."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == key), None)
+            if match is None:
+                key_node = next((k for k, _ in node.value if k.value == key), None)
+                return key_node.start_mark.line + 1 if key_node else line
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and key.isdigit() and int(key) < len(node.value):
+            node = node.value[int(key)]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _resolve(config: CampaignConfig, base: Path, path: Path, root: yaml.Node | None) -> CampaignConfig:
+    def fail(field: str, message: str) -> ConfigError:
+        line = _line_of(root, field.split("."))
+        return ConfigError(f"{path}:{line}: {field}: {message}. Nothing was run.")
+
+    project = (base / config.project).resolve()
+    if not project.exists():
+        raise fail("project", f"{project} does not exist; point it at your project folder")
+    if not project.is_dir():
+        raise fail("project", f"{project} is not a folder")
+    heldout = {}
+    for var, file in config.data.heldout.items():
+        resolved = (base / file).resolve()
+        if not resolved.exists():
+            raise fail(f"data.heldout.{var}", f"{resolved} does not exist")
+        if resolved.is_relative_to(project):
+            raise fail(f"data.heldout.{var}", f"{resolved} is inside the project; held-out data must live outside it")
+        heldout[var] = resolved
+    proposers = []
+    for i, proposer in enumerate(config.search.proposers):
+        if proposer.path is not None:
+            resolved = (base / proposer.path).resolve()
+            if not resolved.is_file():
+                raise fail(f"search.proposers.{i}.path", f"{resolved} does not exist")
+            proposer = proposer.model_copy(update={"path": resolved})
+        proposers.append(proposer)
+    _check_placeholders(config, fail)
+    campaign_dir = (base / config.campaign_dir).resolve() if config.campaign_dir else (
+        Path.cwd() / "runs" / config.name
+    ).resolve()
+    scratch = config.ray.scratch_dir
+    return config.model_copy(
+        update={
+            "project": project,
+            "campaign_dir": campaign_dir,
+            "data": config.data.model_copy(update={"heldout": heldout}),
+            "search": config.search.model_copy(update={"proposers": proposers}),
+            "ray": config.ray.model_copy(
+                update={"scratch_dir": (base / scratch).resolve() if scratch else campaign_dir / "scratch"}
+            ),
+        }
+    )
+
+
+def _check_placeholders(config: CampaignConfig, fail: Any) -> None:
+    known = {"seed", *COMMAND_FIELDS, *config.params}
+    commands = {"entrypoint.train": config.entrypoint.train, "entrypoint.evaluate": config.entrypoint.evaluate}
+    for field, command in commands.items():
+        if not command:
+            continue
+        for name in re.findall(r"(?<!\{)\{([^{}]*)\}(?!\})", command):
+            if name not in known:
+                raise fail(
+                    field, f"unknown placeholder {{{name}}}; known: {', '.join(sorted(known))}"
+                )
+    for name in config.data.heldout:
+        if name in config.entrypoint.env:
+            raise fail(
+                f"entrypoint.env.{name}",
+                "is also a data.heldout variable; the train step must not see held-out data",
+            )
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,77 @@
+"""Live progress in the terminal: trials running, done and failed; the incumbent; budget used."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+FAILED_STATES = ("FAIL", "TIMEOUT", "INVALID")
+PLAIN_EVERY_S = 10.0  # without a terminal (CI, logs), one line this often
+
+
+def progress_line(p: dict[str, Any]) -> str:
+    trials = p["counts"]["trials"]
+    done = trials.get("COMPLETE", 0)
+    failed = sum(trials.get(s, 0) for s in FAILED_STATES)
+    nodes = p["counts"]["nodes"]
+    inc = p.get("incumbent")
+    incumbent = "none" if inc is None else f"{inc['node_id']} ({inc['change']}, gain {inc['gain']:+.4g})"
+    return (
+        f"[{p['name']}] {p['phase']}: trials {p['running']} running, {done} done, {failed} failed "
+        f"({p['trials_spent']}/{p['max_trials']} budget); nodes {nodes.get('PROMOTED', 0)} promoted, "
+        f"{nodes.get('PRUNED', 0)} pruned, {nodes.get('FAILED', 0)} failed, {nodes.get('OPEN', 0)} open; "
+        f"incumbent {incumbent}; {p['elapsed_s']:.0f}/{p['max_wall_s']:.0f} s"
+    )
+
+
+def _table(p: dict[str, Any]) -> Table:
+    table = Table(title=f"arborist: {p['name']} ({p['phase']})", show_header=False, expand=False)
+    trials = p["counts"]["trials"]
+    failed = sum(trials.get(s, 0) for s in FAILED_STATES)
+    nodes = p["counts"]["nodes"]
+    inc = p.get("incumbent")
+    table.add_row("trials", f"{p['running']} running, {trials.get('COMPLETE', 0)} done, {failed} failed")
+    budget = f"{p['trials_spent']}/{p['max_trials']} trials, {p['elapsed_s']:.0f}/{p['max_wall_s']:.0f} s"
+    table.add_row("budget", budget)
+    table.add_row(
+        "nodes",
+        f"{nodes.get('PROMOTED', 0)} promoted, {nodes.get('PRUNED', 0)} pruned, "
+        f"{nodes.get('FAILED', 0)} failed, {nodes.get('OPEN', 0)} open; {p['proposals']} proposals",
+    )
+    table.add_row(
+        "incumbent",
+        "none" if inc is None else f"{inc['node_id']}: {inc['change']} (gain {inc['gain']:+.4g})",
+    )
+    return table
+
+
+class ProgressDisplay:
+    """A live table on a terminal; periodic plain lines elsewhere."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._live: Live | None = None
+        self._last_plain = 0.0
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.console.is_terminal:
+            self._live = Live(console=self.console, refresh_per_second=2, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def update(self, p: dict[str, Any]) -> None:
+        if self._live is not None:
+            self._live.update(_table(p))
+            return
+        now = time.monotonic()
+        if now - self._last_plain >= PLAIN_EVERY_S or p["phase"] == "done":
+            self._last_plain = now
+            self.console.print(progress_line(p), highlight=False, soft_wrap=True)

@@ -1,0 +1,1 @@
+"""Proposers: where changes come from (a human queue, grid, random, Bayesian)."""

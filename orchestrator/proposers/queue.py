@@ -1,0 +1,108 @@
+"""The human queue: hypotheses and diffs a person writes into a YAML file.
+
+The file is re-read on every request, so items appended while a campaign runs are picked up.
+Each item: id, aspect, hypothesis, and either diff (inline), diff_file, or params (a delta).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.change import Change
+from orchestrator.proposers.base import Outcome, ProposalContext
+
+REQUIRED = ("id", "hypothesis")
+
+
+class QueueFileError(ValueError):
+    pass
+
+
+def load_queue(path: Path) -> list[dict[str, Any]]:
+    """Read and check a hypotheses file; errors name the file, the item and the field."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise QueueFileError(f"{path}: cannot read the hypotheses file ({exc.strerror})") from exc
+    try:
+        raw = yaml.safe_load(text) or []
+        nodes = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise QueueFileError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if not isinstance(raw, list):
+        raise QueueFileError(f"{path}: a hypotheses file is a YAML list of items (- id: ..., hypothesis: ...)")
+    items, seen = [], set()
+    for i, item in enumerate(raw):
+        line = nodes.value[i].start_mark.line + 1 if isinstance(nodes, yaml.SequenceNode) else 0
+        where = f"{path}:{line}: item {i}"
+        if not isinstance(item, dict):
+            raise QueueFileError(f"{where}: each item is a mapping with id, aspect, hypothesis, diff")
+        missing = [k for k in REQUIRED if not item.get(k)]
+        if missing:
+            raise QueueFileError(f"{where}: missing {', '.join(missing)}")
+        sources = [k for k in ("diff", "diff_file", "params") if item.get(k)]
+        if len(sources) != 1:
+            raise QueueFileError(f"{where} ({item['id']}): give exactly one of diff, diff_file or params")
+        if item.get("params") is not None and (not isinstance(item["params"], dict) or len(item["params"]) != 1):
+            raise QueueFileError(f"{where} ({item['id']}): params must change exactly one hyperparameter")
+        if not item.get("params") and not item.get("aspect"):
+            raise QueueFileError(f"{where} ({item['id']}): a code change needs an aspect")
+        if item["id"] in seen:
+            raise QueueFileError(f"{where}: duplicate id {item['id']!r}; ids must be unique")
+        seen.add(item["id"])
+        if item.get("diff_file"):
+            diff_path = (path.parent / item["diff_file"]).resolve()
+            if not diff_path.is_file():
+                raise QueueFileError(f"{where} ({item['id']}): diff_file {diff_path} does not exist")
+            item = {**item, "diff": diff_path.read_text()}
+        items.append(item)
+    return items
+
+
+def item_to_change(item: dict[str, Any], proposer: str) -> Change:
+    if item.get("params"):
+        (name,) = item["params"]
+        return Change(
+            kind="params", aspect=str(name), hypothesis=str(item["hypothesis"]), proposer=proposer,
+            params=dict(item["params"]), source_id=str(item["id"]),
+        )
+    diff = str(item["diff"])
+    return Change(
+        kind="code", aspect=str(item["aspect"]), hypothesis=str(item["hypothesis"]), proposer=proposer,
+        diff=diff if diff.endswith("\n") else diff + "\n", source_id=str(item["id"]),
+    )
+
+
+class QueueProposer:
+    def __init__(self, paths: list[Path], name: str = "queue") -> None:
+        self.name = name
+        self._paths = paths
+        self._consumed: set[str] = set()
+
+    def propose(self, context: ProposalContext) -> Change | None:
+        for path in self._paths:
+            if not path.exists():
+                continue
+            for item in load_queue(path):
+                if str(item["id"]) not in self._consumed:
+                    self._consumed.add(str(item["id"]))
+                    return item_to_change(item, self.name)
+        return None
+
+    def observe(self, change: Change, outcome: Outcome) -> None:
+        """A person reads the results in the report; the queue itself does not adapt."""
+
+    def exhausted(self) -> bool:
+        # More items may be appended while the campaign runs, but when nothing is left now the
+        # search should not wait for a person: the other proposers carry on.
+        return all(
+            str(item["id"]) in self._consumed for p in self._paths if p.exists() for item in load_queue(p)
+        )
+
+    def restore(self, change: Change) -> None:
+        self._consumed.add(change.source_id)

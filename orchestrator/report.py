@@ -1,0 +1,256 @@
+"""The lab notebook (Markdown) and the machine-readable summary, generated from the ledger alone."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import CampaignConfig
+from orchestrator.ledger import load_events, open_filesystem
+from orchestrator.policy import paired_values
+from orchestrator.stats import paired_comparison, summarize
+from orchestrator.tree import ROOT_ID, Node, NodeStatus, SearchTree
+from trials.spec import TrialState
+
+
+def load_tree(config: CampaignConfig) -> SearchTree:
+    assert config.campaign_dir is not None
+    uri = config.storage or str(Path(config.campaign_dir) / "ledger")
+    fs, root = open_filesystem(uri)
+    return SearchTree.replay(load_events(fs, root, Path(config.campaign_dir) / "journal.wal"))
+
+
+def _clean(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: an undefined number is null."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def node_metrics(tree: SearchTree, config: CampaignConfig, node_id: str) -> dict[str, dict[str, Any]]:
+    names = sorted({*config.metrics, "train_time_s"})
+    out = {}
+    for name in names:
+        values = list(tree.completed_values(node_id, name).values())
+        if values:
+            stats = summarize(values, config.stats.confidence)
+            out[name] = {k: _clean(v) if k != "n" else int(v) for k, v in stats.items()}
+    return out
+
+
+def chain_of(tree: SearchTree, node: Node) -> list[dict[str, Any]]:
+    links = []
+    for nid in node.chain:
+        link = tree.nodes[nid]
+        assert link.change is not None
+        links.append({
+            "node_id": nid, "kind": link.change.kind, "aspect": link.change.aspect,
+            "proposer": link.change.proposer, "change": link.change.describe(),
+        })
+    return links
+
+
+def gain_vs_baseline(tree: SearchTree, config: CampaignConfig, node_id: str) -> dict[str, Any]:
+    objective = config.objective
+    mine, theirs, _ = paired_values(tree, node_id, ROOT_ID, objective)
+    c = paired_comparison(
+        mine, theirs, direction=config.metrics[objective].direction, confidence=config.stats.confidence
+    )
+    return {"n": c.n, "mean": _clean(c.mean), "ci_low": _clean(c.ci_low), "ci_high": _clean(c.ci_high)}
+
+
+def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
+    incumbent = tree.nodes.get(tree.incumbent_id or "")
+    decisions = []
+    for node in tree.nodes.values():
+        if node.node_id == ROOT_ID:
+            continue
+        evidence = (node.decision or {}).get("evidence") or {}
+        decisions.append({
+            "node_id": node.node_id, "parent_id": node.parent_id, "status": node.status.value,
+            "origin": node.origin, "change": node.change.describe() if node.change else "",
+            "source_id": node.change.source_id if node.change else "",
+            "proposer": node.change.proposer if node.change else "",
+            "reason": (node.decision or {}).get("reason", ""),
+            "gain": _clean(evidence.get("mean")), "ci_low": _clean(evidence.get("ci_low")),
+            "ci_high": _clean(evidence.get("ci_high")), "p_value": _clean(evidence.get("p_better")),
+            "n": evidence.get("n"),
+        })
+    rejected = [
+        {"proposal_id": p.proposal_id, "parent_id": p.parent_id, "proposer": p.change.proposer,
+         "source_id": p.change.source_id, "change": p.change.describe(), "reason": p.reason}
+        for p in tree.proposals if p.verdict == "rejected"
+    ]
+    self_reported = any(r.result is not None and r.result.self_reported for r in tree.trials.values())
+    return {
+        "campaign": config.name,
+        "phase": tree.phase.value,
+        "finished_reason": tree.finished_reason,
+        "objective": {"name": config.objective, "direction": config.metrics[config.objective].direction},
+        "metrics_self_reported": self_reported,
+        "baseline": {"node_id": ROOT_ID, "metrics": node_metrics(tree, config, ROOT_ID)} if tree.nodes else None,
+        "incumbent": None if incumbent is None else {
+            "node_id": incumbent.node_id,
+            "commit": incumbent.commit,
+            "branch": f"arborist/node/{incumbent.node_id}" if incumbent.node_id != ROOT_ID else "arborist/root",
+            "params": incumbent.params,
+            "chain": chain_of(tree, incumbent),
+            "metrics": node_metrics(tree, config, incumbent.node_id),
+            "gain_vs_baseline": gain_vs_baseline(tree, config, incumbent.node_id),
+        },
+        "counts": tree.counts(),
+        "decisions": decisions,
+        "rejected_proposals": rejected,
+        "integration": _integration(tree),
+        "elapsed_s": round(tree.elapsed_s(), 1),
+        "fingerprints": sorted({
+            r.result.fingerprint.comparability_key() for r in tree.trials.values() if r.result is not None
+        }),
+    }
+
+
+def _integration(tree: SearchTree) -> dict[str, Any]:
+    grafts = []
+    for proposal in tree.proposals:
+        if proposal.change.proposer != "integration":
+            continue
+        node = tree.nodes.get(proposal.node_id or "")
+        grafts.append({
+            "winner": proposal.change.source_id, "onto": proposal.parent_id,
+            "node_id": proposal.node_id,
+            "status": node.status.value if node else "CONFLICT",
+            "reason": ((node.decision or {}).get("reason", "") if node else proposal.reason),
+        })
+    kept = [g["node_id"] for g in grafts if g["status"] == NodeStatus.PROMOTED.value]
+    return {
+        "winners": tree.winners,
+        "grafts": grafts,
+        "final": kept[-1] if kept else (tree.winners[0] if tree.winners else None),
+    }
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def _fmt_signed(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.4g}"
+
+
+def notebook(config: CampaignConfig, tree: SearchTree) -> str:
+    data = summary(config, tree)
+    objective = data["objective"]
+    lines = [
+        f"# Campaign {config.name}",
+        "",
+        f"- Phase: **{data['phase']}**" + (f" ({data['finished_reason']})" if data["finished_reason"] else ""),
+        f"- Objective: `{objective['name']}` ({objective['direction']}imize), decided on the "
+        + ("train step's own output (**self-reported**: no frozen evaluator)" if data["metrics_self_reported"]
+           else "frozen evaluate step"),
+        f"- Trials: {_counts(data['counts']['trials'])}; nodes: {_counts(data['counts']['nodes'])}",
+        f"- Elapsed: {data['elapsed_s']:.0f} s",
+        "",
+    ]
+    lines += _incumbent_section(data)
+    lines += ["## Decisions", "", "Each child is compared with its parent on the same seeds "
+              "(one-sided paired t-test, Bonferroni-corrected over siblings). Gain is positive when better.", "",
+              "| node | parent | change | proposer | status | gain | CI | p | n | reason |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for d in data["decisions"]:
+        lines.append(
+            f"| {d['node_id']} | {d['parent_id']} | {_cell(d['change'])} | {d['proposer']} | {d['status']} | "
+            f"{_fmt_signed(d['gain'])} | {_fmt_signed(d['ci_low'])} to {_fmt_signed(d['ci_high'])} | "
+            f"{_fmt(d['p_value'], 3)} | {d['n'] or '–'} | {_cell(d['reason'])} |"
+        )
+    lines += ["", "## Rejected proposals", ""]
+    if not data["rejected_proposals"]:
+        lines.append("None.")
+    else:
+        lines += ["| proposal | on | proposer | change | reason |", "|---|---|---|---|---|"]
+        for p in data["rejected_proposals"]:
+            lines.append(
+                f"| {p['proposal_id']} | {p['parent_id']} | {p['proposer']} | {_cell(p['change'])} "
+                f"| {_cell(p['reason'])} |"
+            )
+    lines += ["", "## Failed trials", ""]
+    failed = [r for r in tree.trials.values() if r.state in (TrialState.FAIL, TrialState.TIMEOUT, TrialState.INVALID)]
+    if not failed:
+        lines += ["None.", ""]
+    for record in failed:
+        assert record.result is not None
+        stage = record.result.failure_stage.value if record.result.failure_stage else "-"
+        lines += [f"### {record.trial_id}: {record.state.value} (stage {stage})", "", record.result.message, ""]
+        if record.result.log_tail:
+            lines += ["```", record.result.log_tail.rstrip()[-2000:], "```", ""]
+    lines += _integration_section(data)
+    fingerprints = data["fingerprints"]
+    lines += ["", "## Comparability", ""]
+    if len(fingerprints) <= 1:
+        lines.append("Every trial ran under one fingerprint (hardware, software, data, budget).")
+    else:
+        lines.append(
+            f"Trials ran under {len(fingerprints)} different fingerprints ({', '.join(fingerprints)}); "
+            "only trials with equal fingerprints are compared."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _incumbent_section(data: dict[str, Any]) -> list[str]:
+    inc = data["incumbent"]
+    if inc is None:
+        return ["## Incumbent", "", "None yet.", ""]
+    gain = inc["gain_vs_baseline"]
+    lines = [
+        "## Incumbent", "",
+        f"**{inc['node_id']}** (branch `{inc['branch']}` in the campaign repository, commit `{inc['commit'][:12]}`); "
+        f"gain over the baseline {_fmt_signed(gain['mean'])} (CI {_fmt_signed(gain['ci_low'])} to "
+        f"{_fmt_signed(gain['ci_high'])}, n={gain['n']}).", "",
+    ]
+    if inc["chain"]:
+        lines += ["Chain of changes from the baseline:", ""]
+        lines += [f"1. {link['node_id']}: {link['change']} ({link['proposer']})" for link in inc["chain"]]
+        lines.append("")
+    lines += ["| metric | baseline | incumbent |", "|---|---|---|"]
+    base = (data["baseline"] or {}).get("metrics", {})
+    for name, stats in inc["metrics"].items():
+        b = base.get(name)
+        lines.append(f"| {name} | {_interval(b)} | {_interval(stats)} |")
+    return [*lines, ""]
+
+
+def _interval(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return "–"
+    return f"{_fmt(stats['mean'])} [{_fmt(stats['ci_low'])}, {_fmt(stats['ci_high'])}] (n={stats['n']})"
+
+
+def _integration_section(data: dict[str, Any]) -> list[str]:
+    integ = data["integration"]
+    lines = ["## Integration", ""]
+    if not integ["winners"]:
+        return [*lines, "No integration: fewer than two branches were promoted."]
+    lines.append(f"Branch winners, best first: {', '.join(integ['winners'])}.")
+    lines.append("")
+    for graft in integ["grafts"]:
+        lines.append(f"- graft {graft['winner']} onto {graft['onto']}: {graft['status']} ({graft['reason']})")
+    lines += ["", f"Final combination: **{integ['final']}**."]
+    return lines
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) or "none"
+
+
+def _cell(text: str) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", " ")[:300]
+
+
+def write_notebook(config: CampaignConfig, tree: SearchTree, path: Path | None = None) -> Path:
+    assert config.campaign_dir is not None
+    path = path or Path(config.campaign_dir) / "report.md"
+    path.write_text(notebook(config, tree))
+    return path
+
+
+

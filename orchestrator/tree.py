@@ -1,0 +1,288 @@
+"""SearchTree: nodes, trials and decisions, rebuilt by replaying its event journal.
+
+Every state change is an Event; `apply` is the only mutator, so replaying the journal of a
+crashed or resumed campaign gives back exactly the state it had.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from orchestrator.change import Change
+from trials.spec import TrialResult, TrialState
+
+ROOT_ID = "n0"
+
+
+class NodeStatus(StrEnum):
+    OPEN = "OPEN"  # being evaluated
+    BASELINE = "BASELINE"  # the root, once measured
+    PROMOTED = "PROMOTED"  # significantly better than its parent
+    PRUNED = "PRUNED"  # worse, or no better at the seed cap
+    FAILED = "FAILED"  # a trial failed, timed out or was invalid
+
+    @property
+    def expandable(self) -> bool:
+        return self in (NodeStatus.BASELINE, NodeStatus.PROMOTED)
+
+
+class Phase(StrEnum):
+    BASELINE = "baseline"
+    SEARCH = "search"
+    INTEGRATION = "integration"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    ts: float
+    type: str
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "ts": self.ts, "type": self.type, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Event:
+        return cls(seq=int(raw["seq"]), ts=float(raw["ts"]), type=str(raw["type"]), data=raw["data"])
+
+
+@dataclass
+class Node:
+    node_id: str
+    parent_id: str | None
+    change: Change | None
+    commit: str
+    params: dict[str, Any]
+    chain: list[str]  # node ids from the root's first child down to this node
+    origin: str  # root | search | integration
+    status: NodeStatus = NodeStatus.OPEN
+    seeds: list[int] = field(default_factory=list)
+    decision: dict[str, Any] | None = None
+    children: list[str] = field(default_factory=list)
+
+    @property
+    def depth(self) -> int:
+        return len(self.chain)
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    node_id: str
+    seed: int
+    state: TrialState = TrialState.PENDING
+    attempts: int = 0
+    result: TrialResult | None = None
+
+
+@dataclass
+class Proposal:
+    proposal_id: str
+    parent_id: str
+    change: Change
+    verdict: str  # accepted | rejected
+    reason: str
+    node_id: str | None
+    duplicate_of: str | None
+
+
+def trial_id_for(node_id: str, seed: int) -> str:
+    return f"{node_id}-s{seed}"
+
+
+class SearchTree:
+    def __init__(self, sink: Callable[[Event], None] | None = None) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.trials: dict[str, TrialRecord] = {}
+        self.proposals: list[Proposal] = []
+        self.meta: dict[str, Any] = {}
+        self.phase = Phase.BASELINE
+        self.incumbent_id: str | None = None
+        self.finished_reason: str | None = None
+        self.winners: list[str] = []  # branch winners, ranked, when integration began
+        self.sessions: list[dict[str, Any]] = []
+        self.last_seq = 0
+        self.last_ts = 0.0
+        self._sink = sink
+
+    # ----- writing -----------------------------------------------------------------------
+    def record(self, type_: str, **data: Any) -> Event:
+        """Apply a new event and hand it to the journal sink."""
+        event = Event(seq=self.last_seq + 1, ts=time.time(), type=type_, data=data)
+        self.apply(event)
+        if self._sink is not None:
+            self._sink(event)
+        return event
+
+    @classmethod
+    def replay(cls, events: Iterable[Event], sink: Callable[[Event], None] | None = None) -> SearchTree:
+        tree = cls()
+        for event in sorted(events, key=lambda e: e.seq):
+            tree.apply(event)
+        tree._sink = sink
+        return tree
+
+    def apply(self, event: Event) -> None:
+        if event.seq <= self.last_seq:
+            return  # already applied: replays and retried writes are idempotent
+        handler = getattr(self, f"_on_{event.type}", None)
+        if handler is None:
+            raise ValueError(f"unknown event type {event.type!r} (seq {event.seq})")
+        handler(event.data)
+        if self.sessions:
+            self.sessions[-1]["last_ts"] = event.ts
+        self.last_seq = event.seq
+        self.last_ts = event.ts
+
+    # ----- event handlers ----------------------------------------------------------------
+    def _on_campaign_started(self, data: dict[str, Any]) -> None:
+        self.meta = dict(data)
+
+    def _on_session_started(self, data: dict[str, Any]) -> None:
+        self.sessions.append({**data, "ts": data["ts"]})
+
+    def _on_node_created(self, data: dict[str, Any]) -> None:
+        change = Change.from_dict(data["change"]) if data.get("change") else None
+        parent_id = data.get("parent_id")
+        parent_chain = self.nodes[parent_id].chain if parent_id else []
+        node = Node(
+            node_id=data["node_id"],
+            parent_id=parent_id,
+            change=change,
+            commit=data["commit"],
+            params=dict(data["params"]),
+            chain=[*parent_chain, data["node_id"]] if parent_id else [],
+            origin=data["origin"],
+        )
+        self.nodes[node.node_id] = node
+        if parent_id:
+            self.nodes[parent_id].children.append(node.node_id)
+
+    def _on_seeds_requested(self, data: dict[str, Any]) -> None:
+        node = self.nodes[data["node_id"]]
+        for seed in data["seeds"]:
+            if seed in node.seeds:
+                continue
+            node.seeds.append(seed)
+            tid = trial_id_for(node.node_id, seed)
+            self.trials.setdefault(tid, TrialRecord(tid, node.node_id, seed))
+
+    def _on_trial_started(self, data: dict[str, Any]) -> None:
+        record = self.trials[data["trial_id"]]
+        if record.state.is_finished():
+            return  # a finished trial is never run again
+        record.state = TrialState.RUNNING
+        record.attempts += 1
+
+    def _on_trial_finished(self, data: dict[str, Any]) -> None:
+        result = TrialResult.from_dict(data["result"])
+        record = self.trials[result.trial_id]
+        if record.state.is_finished():
+            return  # reported twice (a retried report): recorded once
+        record.state = result.state
+        record.result = result
+
+    def _on_trial_lost(self, data: dict[str, Any]) -> None:
+        record = self.trials[data["trial_id"]]
+        if not record.state.is_finished():
+            record.state = TrialState.PENDING
+
+    def _on_decision(self, data: dict[str, Any]) -> None:
+        node = self.nodes[data["node_id"]]
+        node.status = NodeStatus(data["status"])
+        node.decision = dict(data)
+
+    def _on_incumbent_changed(self, data: dict[str, Any]) -> None:
+        self.incumbent_id = data["node_id"]
+
+    def _on_proposal(self, data: dict[str, Any]) -> None:
+        self.proposals.append(
+            Proposal(
+                proposal_id=data["proposal_id"],
+                parent_id=data["parent_id"],
+                change=Change.from_dict(data["change"]),
+                verdict=data["verdict"],
+                reason=data["reason"],
+                node_id=data.get("node_id"),
+                duplicate_of=data.get("duplicate_of"),
+            )
+        )
+
+    def _on_phase_changed(self, data: dict[str, Any]) -> None:
+        self.phase = Phase(data["phase"])
+        if "winners" in data:
+            self.winners = list(data["winners"])
+
+    def _on_campaign_finished(self, data: dict[str, Any]) -> None:
+        self.phase = Phase.DONE
+        self.finished_reason = data["reason"]
+
+    def _on_note(self, data: dict[str, Any]) -> None:
+        """Informational events (budget warnings, proposer notes) change no state."""
+
+    # ----- queries -----------------------------------------------------------------------
+    @property
+    def root(self) -> Node:
+        return self.nodes[ROOT_ID]
+
+    def next_node_id(self) -> str:
+        return f"n{len(self.nodes)}"
+
+    def next_proposal_id(self) -> str:
+        return f"p{len(self.proposals) + 1}"
+
+    def node_trials(self, node_id: str) -> list[TrialRecord]:
+        node = self.nodes[node_id]
+        return [self.trials[trial_id_for(node_id, seed)] for seed in node.seeds]
+
+    def completed_values(self, node_id: str, metric: str) -> dict[int, float]:
+        """Seed -> metric value over the node's COMPLETE trials."""
+        values: dict[int, float] = {}
+        for record in self.node_trials(node_id):
+            if record.state is TrialState.COMPLETE and record.result and metric in record.result.metrics:
+                values[record.seed] = record.result.metrics[metric]
+        return values
+
+    def pending_trials(self) -> list[TrialRecord]:
+        """Trials requested but neither running nor finished, in request order."""
+        ordered = []
+        for node in self.nodes.values():
+            if node.status in (NodeStatus.OPEN,) or node.status.expandable:
+                ordered.extend(r for r in self.node_trials(node.node_id) if r.state is TrialState.PENDING)
+        return ordered
+
+    def running_trials(self) -> list[TrialRecord]:
+        return [r for r in self.trials.values() if r.state is TrialState.RUNNING]
+
+    def finished_trials(self) -> list[TrialRecord]:
+        return [r for r in self.trials.values() if r.state.is_finished()]
+
+    def open_nodes(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.status is NodeStatus.OPEN]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        trials: dict[str, int] = {}
+        for record in self.trials.values():
+            trials[record.state.value] = trials.get(record.state.value, 0) + 1
+        nodes: dict[str, int] = {}
+        for node in self.nodes.values():
+            nodes[node.status.value] = nodes.get(node.status.value, 0) + 1
+        return {"trials": trials, "nodes": nodes}
+
+    def elapsed_s(self, now: float | None = None) -> float:
+        """Wall-clock time the campaign has run, summed over its sessions.
+
+        A session ends at its last event; the live one runs until `now` when given.
+        """
+        total = 0.0
+        for i, session in enumerate(self.sessions):
+            live = now is not None and i == len(self.sessions) - 1
+            end = now if live else session.get("last_ts", session["ts"])
+            total += max(0.0, float(end) - float(session["ts"]))  # type: ignore[arg-type]
+        return total

@@ -1,0 +1,34 @@
+# Shared by the scripts: make or update .venv with the project and the given extras.
+# Usage: source scripts/_env.sh EXTRAS   (EXTRAS: dev or examples)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+extras="${1:-dev}"
+
+pick_python() {
+  for candidate in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "arborist needs Python >= 3.11; set PYTHON=/path/to/python3.11" >&2
+  return 1
+}
+
+if [ ! -x .venv/bin/python ]; then
+  py="$(pick_python)"
+  echo "==> creating .venv with $($py --version)" >&2
+  "$py" -m venv .venv
+fi
+# Reinstall only when the dependencies (or the extras asked for) changed.
+stamp=".venv/.arborist-$extras-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "==> installing arborist[$extras] into .venv (first run takes a few minutes)" >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip >&2
+  .venv/bin/python -m pip install --quiet -e ".[$extras]" >&2
+  rm -f .venv/.arborist-"$extras"-*
+  touch "$stamp"
+fi
+export PATH="$ROOT/.venv/bin:$PATH"

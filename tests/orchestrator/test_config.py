@@ -1,0 +1,110 @@
+"""Every config mistake names the file, the field and the line, and nothing runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.config import ConfigError, load_config
+from tests.toy import write_config
+
+
+def _rewrite(path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load(path.read_text())
+    mutate(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_valid_config_resolves_paths(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    assert config.objective == "score"
+    assert list(config.guards) == ["size"]
+    assert Path(config.project).is_absolute() and Path(config.project).is_dir()
+    assert config.ray.scratch_dir == Path(config.campaign_dir or "") / "scratch"
+    assert config.default_params() == {"x": 1.0}
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(tmp_path, project="project", campaign_dir="runs/c")
+    monkeypatch.chdir("/")
+    config = load_config(path)
+    assert config.project == (tmp_path / "project").resolve()
+    assert config.campaign_dir == (tmp_path / "runs/c").resolve()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "words"),
+    [
+        (lambda d: d.update(seeds={"initial": 6, "max": 4}), "seeds", "must not exceed max"),
+        (lambda d: d["metrics"]["score"].update(direction="up"), "metrics.score.direction", "'min' or 'max'"),
+        (lambda d: d["metrics"].update(size={"direction": "min", "role": "objective"}), "metrics", "exactly one"),
+        (lambda d: d["metrics"]["size"].pop("max"), "metrics.size", "a guard needs a bound"),
+        (lambda d: d.update(entyrpoint=d["entrypoint"]), "entyrpoint", "unknown field"),
+        (lambda d: d.pop("search"), "search", "required field is missing"),
+        (lambda d: d["params"]["x"].update(default=9.0), "params.x", "outside [0.0, 6.0]"),
+        (lambda d: d["params"].update(k={"type": "choice", "values": [1, 2], "default": 3}), "params.k", "not one of"),
+        (lambda d: d["params"]["x"].update(log=True), "params.x", "log: true needs low > 0"),
+        (lambda d: d.update(protected=["../outside.py"]), "protected", "inside the project"),
+        (lambda d: d["metrics"]["score"].update(regex="(unclosed"), "metrics.score.regex", "does not compile"),
+        (lambda d: d.update(name="has space"), "name", "letters, digits"),
+        (lambda d: d["budget"].update(max_trials=0), "budget.max_trials", "greater than or equal to 1"),
+    ],
+)
+def test_invalid_fields_are_named_with_their_line(tmp_path: Path, mutate, field: str, words: str) -> None:  # type: ignore[no-untyped-def]
+    path = _rewrite(write_config(tmp_path), mutate)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert field in message
+    assert words in message
+    assert f"{path}:" in message  # a line number follows the file name
+
+
+def test_missing_project_is_reported(tmp_path: Path) -> None:
+    path = _rewrite(write_config(tmp_path), lambda d: d.update(project=str(tmp_path / "nope")))
+    with pytest.raises(ConfigError, match=r"project: .*nope does not exist"):
+        load_config(path)
+
+
+def test_missing_hypotheses_file_is_reported(tmp_path: Path) -> None:
+    def mutate(d: dict) -> None:  # type: ignore[type-arg]
+        d["search"]["proposers"][0]["path"] = "missing.yaml"
+
+    path = _rewrite(write_config(tmp_path), mutate)
+    with pytest.raises(ConfigError, match=r"search\.proposers\.0\.path: .*missing.yaml does not exist"):
+        load_config(path)
+
+
+def test_unknown_placeholder_in_command(tmp_path: Path) -> None:
+    path = _rewrite(write_config(tmp_path), lambda d: d["entrypoint"].update(train="python train.py --lr {lr}"))
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{lr\}; known: .*seed.*x"):
+        load_config(path)
+
+
+def test_heldout_must_live_outside_the_project(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    inside = tmp_path / "project" / "test.npz"
+    inside.write_text("x")
+    _rewrite(path, lambda d: d.update(data={"heldout": {"HELDOUT": str(inside)}}))
+    with pytest.raises(ConfigError, match="inside the project"):
+        load_config(path)
+
+
+def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nproject: [unclosed\nmetrics: {}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: not valid YAML"):
+        load_config(path)
+
+
+def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "absent.yaml")
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="YAML mapping"):
+        load_config(path)

@@ -1,0 +1,139 @@
+"""The search service end to end without Ray: real trials, run one at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator import report
+from orchestrator.campaign import prepare
+from orchestrator.config import load_config
+from orchestrator.search import FINISHED, SearchService
+from orchestrator.tree import NodeStatus, Phase
+from tests.toy import write_config
+from trials.runner import run_trial
+from trials.spec import TrialSpec
+
+
+def drive(service: SearchService, limit: int = 500, stop_after: int | None = None) -> int:
+    """Run the service's trials in order until it finishes; returns trials run."""
+    ran = 0
+    while ran < limit:
+        spec = service.suggest()
+        if spec == FINISHED:
+            return ran
+        assert isinstance(spec, dict), "the service asked to wait with nothing running"
+        result = run_trial(TrialSpec.from_dict(spec), service.bundle_bytes)
+        service.complete(spec["trial_id"], result.to_dict())
+        ran += 1
+        if stop_after is not None and ran >= stop_after:
+            return ran
+    raise AssertionError("the campaign did not finish")
+
+
+def _by_source(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {d["source_id"]: d for d in summary["decisions"] if d["origin"] == "search"}
+
+
+def test_toy_campaign_decides_each_change_for_the_right_reason(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    service = SearchService(config.model_dump(mode="json"), prepare(config, None))
+    drive(service)
+    service.close()
+    tree = report.load_tree(config)
+    assert tree.phase is Phase.DONE
+    summary = report.summary(config, tree)
+    queue = _by_source(summary)
+    assert queue["better"]["status"] == "PROMOTED"
+    assert queue["better"]["gain"] > 0.15 and queue["better"]["ci_low"] > 0
+    assert queue["worse"]["status"] == "PRUNED" and "worse than parent" in queue["worse"]["reason"]
+    assert queue["breaks"]["status"] == "FAILED" and "stage run" in queue["breaks"]["reason"]
+    rejected = {p["source_id"]: p["reason"] for p in summary["rejected_proposals"]}
+    assert "protected path evaluate.py" in rejected["tamper"]
+    # Grid proposals move x towards 3: some param change is promoted.
+    promoted_params = [d for d in summary["decisions"] if d["status"] == "PROMOTED" and d["change"].startswith("params")]
+    assert promoted_params
+    # Integration grafted the best param branch with the code change, and kept it.
+    integration = summary["integration"]
+    assert len(integration["winners"]) >= 2
+    assert integration["final"] is not None
+    assert summary["incumbent"]["node_id"] == integration["final"]
+    kinds = {link["kind"] for link in summary["incumbent"]["chain"]}
+    assert {"code", "params"} <= kinds or summary["incumbent"]["chain"][-1]["proposer"] == "integration"
+    # Every promoted node's recorded evidence satisfies the rule that promoted it.
+    for node in tree.nodes.values():
+        if node.status is NodeStatus.PROMOTED:
+            evidence = node.decision["evidence"]  # type: ignore[index]
+            assert evidence["p_better"] < evidence["alpha_corrected"] and evidence["mean"] > 0
+    notebook = report.notebook(config, tree)
+    assert "## Decisions" in notebook and "protected path evaluate.py" in notebook
+
+
+def test_every_child_runs_on_its_parents_seeds(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    service = SearchService(config.model_dump(mode="json"), prepare(config, None))
+    drive(service)
+    service.close()
+    tree = report.load_tree(config)
+    compared = 0
+    for node in tree.nodes.values():
+        evidence = (node.decision or {}).get("evidence") or {}
+        if node.parent_id is None or "seeds" not in evidence:
+            continue
+        # The seeds a decision used completed on both the child and its parent.
+        child_done = tree.completed_values(node.node_id, "score")
+        parent_done = tree.completed_values(node.parent_id, "score")
+        assert set(evidence["seeds"]) <= set(child_done) & set(parent_done)
+        assert evidence["n"] == len(evidence["seeds"]) >= config.seeds.initial
+        compared += 1
+    assert compared >= 5
+
+
+def test_stopping_midway_and_resuming_repeats_no_trial(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    first = SearchService(config.model_dump(mode="json"), prepare(config, None))
+    drive(first, stop_after=7)
+    # Hand out two trials and then "crash": they never report back.
+    lost = [first.suggest(), first.suggest()]
+    assert all(isinstance(s, dict) for s in lost)
+    del first  # no close(): as after kill -9, only the journal holds the tail
+    resumed = SearchService(config.model_dump(mode="json"), None)
+    drive(resumed)
+    resumed.close()
+    tree = report.load_tree(config)
+    assert tree.phase is Phase.DONE
+    started = [e for e in resumed.ledger.load_events() if e.type == "trial_finished"]
+    finished_ids = [e.data["result"]["trial_id"] for e in started]
+    assert len(finished_ids) == len(set(finished_ids)), "a completed trial ran twice"
+    for spec in lost:
+        assert isinstance(spec, dict)
+        assert tree.trials[spec["trial_id"]].state.is_finished(), "a cut-off trial was not run again"
+    assert len(tree.sessions) == 2
+
+
+def test_budget_stops_the_search(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, budget={"max_trials": 8}, integration={"enabled": False}))
+    service = SearchService(config.model_dump(mode="json"), prepare(config, None))
+    ran = drive(service)
+    service.close()
+    tree = report.load_tree(config)
+    assert ran == 8
+    assert "trial budget reached" in (tree.finished_reason or "")
+    assert not tree.open_nodes()
+
+
+def test_failed_baseline_stops_with_a_clear_reason(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["entrypoint"]["train"] = "python -c 'raise SystemExit(3)'"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    service = SearchService(config.model_dump(mode="json"), prepare(config, None))
+    drive(service)
+    service.close()
+    tree = report.load_tree(config)
+    assert tree.phase is Phase.DONE
+    assert "baseline failed" in (tree.finished_reason or "")
+    assert "exit" in (tree.finished_reason or "").lower()

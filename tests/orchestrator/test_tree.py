@@ -1,0 +1,97 @@
+"""Tree invariants and replay: replaying the journal rebuilds exactly the same state."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.change import Change
+from orchestrator.tree import ROOT_ID, Event, NodeStatus, SearchTree, trial_id_for
+from trials.spec import TrialResult, TrialState
+
+OPS = st.lists(st.tuples(st.sampled_from(["child", "seeds", "start", "finish", "lost", "decide"]),
+                         st.integers(0, 50), st.integers(0, 4)), max_size=60)
+
+
+def _state(tree: SearchTree) -> tuple:  # type: ignore[type-arg]
+    return (tree.nodes, tree.trials, tree.proposals, tree.phase, tree.incumbent_id, tree.last_seq)
+
+
+def _grow(ops: list[tuple[str, int, int]]) -> tuple[SearchTree, list[Event]]:
+    journal: list[Event] = []
+    tree = SearchTree(sink=journal.append)
+    tree.record("node_created", node_id=ROOT_ID, parent_id=None, change=None, commit="c0", params={"x": 1}, origin="root")
+    tree.record("seeds_requested", node_id=ROOT_ID, seeds=[0, 1])
+    for op, a, b in ops:
+        nodes = list(tree.nodes)
+        node_id = nodes[a % len(nodes)]
+        trials = list(tree.trials.values())
+        if op == "child":
+            change = Change(kind="params", aspect="x", hypothesis="h", proposer="t", params={"x": a})
+            new_id = tree.next_node_id()
+            tree.record("proposal", proposal_id=tree.next_proposal_id(), parent_id=node_id, change=change.to_dict(),
+                        verdict="accepted", reason="", node_id=new_id, duplicate_of=None)
+            tree.record("node_created", node_id=new_id, parent_id=node_id, change=change.to_dict(), commit=f"c{a}",
+                        params={"x": a}, origin="search")
+        elif op == "seeds":
+            tree.record("seeds_requested", node_id=node_id, seeds=[b, b + 1])
+        elif op in ("start", "finish", "lost") and trials:
+            record = trials[a % len(trials)]
+            if op == "start":
+                tree.record("trial_started", trial_id=record.trial_id, node_id=record.node_id, seed=record.seed)
+            elif op == "lost":
+                tree.record("trial_lost", trial_id=record.trial_id, reason="test")
+            else:
+                state = [TrialState.COMPLETE, TrialState.FAIL, TrialState.TIMEOUT][b % 3]
+                result = TrialResult(record.trial_id, record.node_id, record.seed, state, metrics={"m": float(a)})
+                tree.record("trial_finished", result=result.to_dict())
+        elif op == "decide":
+            status = [NodeStatus.PROMOTED, NodeStatus.PRUNED, NodeStatus.FAILED][b % 3]
+            tree.record("decision", node_id=node_id, status=status.value, reason="r", evidence={"mean": 0.1})
+    return tree, journal
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPS)
+def test_replay_rebuilds_the_same_state(ops: list[tuple[str, int, int]]) -> None:
+    tree, journal = _grow(ops)
+    assert _state(SearchTree.replay(journal)) == _state(tree)
+    # Replaying twice (a retried write) or out of order changes nothing.
+    assert _state(SearchTree.replay(journal + journal[::-1])) == _state(tree)
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPS)
+def test_tree_invariants(ops: list[tuple[str, int, int]]) -> None:
+    tree, _ = _grow(ops)
+    for node in tree.nodes.values():
+        if node.parent_id is not None:
+            assert node.parent_id in tree.nodes
+            assert node.node_id in tree.nodes[node.parent_id].children
+            assert node.chain[:-1] == tree.nodes[node.parent_id].chain
+        for seed in node.seeds:
+            assert trial_id_for(node.node_id, seed) in tree.trials
+    for record in tree.trials.values():
+        if record.result is not None:
+            assert record.state is record.result.state  # a finished trial keeps its first result
+
+
+def test_a_trial_reported_twice_is_recorded_once() -> None:
+    tree, _ = _grow([])
+    tid = trial_id_for(ROOT_ID, 0)
+    first = TrialResult(tid, ROOT_ID, 0, TrialState.COMPLETE, metrics={"m": 1.0})
+    second = TrialResult(tid, ROOT_ID, 0, TrialState.FAIL)
+    tree.record("trial_finished", result=first.to_dict())
+    tree.record("trial_finished", result=second.to_dict())
+    assert tree.trials[tid].result == first
+    assert tree.completed_values(ROOT_ID, "m") == {0: 1.0}
+
+
+def test_elapsed_time_sums_sessions() -> None:
+    tree = SearchTree()
+    tree.apply(Event(1, 100.0, "session_started", {"ts": 100.0}))
+    tree.apply(Event(2, 130.0, "note", {"message": "x"}))
+    tree.apply(Event(3, 500.0, "session_started", {"ts": 500.0}))
+    tree.apply(Event(4, 510.0, "note", {"message": "y"}))
+    assert tree.elapsed_s() == 40.0
+    assert tree.elapsed_s(now=520.0) == 50.0

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+from pathlib import Path
+
+import pytest
+
+from tests.trials.conftest import Campaign
+from trials.fingerprint import take_fingerprint
+
+
+def test_software_data_and_budget_are_recorded(campaign: Campaign, tmp_path: Path) -> None:
+    worktree = tmp_path / "wt"
+    (worktree / "data").mkdir(parents=True)
+    (worktree / "requirements.txt").write_text("numpy==2.0\n")
+    (worktree / "data" / "train.csv").write_text("1,2\n")
+    external = tmp_path / "heldout.csv"
+    external.write_text("3,4\n")
+    spec = campaign.spec(budget_s=300.0, packages=["numpy", "no-such-package-xyz"], data_files=["data", str(external)])
+
+    fp = take_fingerprint(spec, worktree)
+    assert fp.python == platform.python_version()
+    assert fp.packages == f"no-such-package-xyz=missing,numpy={importlib.metadata.version('numpy')}"
+    assert fp.lock_hash == hashlib.sha256(b"numpy==2.0\n").hexdigest()
+    assert fp.budget_s == 300.0
+    assert fp.cpu_count > 0 and fp.cpu_model
+    assert len(fp.data_hash) == 64
+
+    # Data that changes changes the fingerprint; a different worktree of the same data does not.
+    other = tmp_path / "wt2"
+    (other / "data").mkdir(parents=True)
+    (other / "data" / "train.csv").write_text("1,2\n")
+    (other / "requirements.txt").write_text("numpy==2.0\n")
+    assert take_fingerprint(spec, other).comparability_key() == fp.comparability_key()
+    external.write_text("changed\n")
+    assert take_fingerprint(spec, worktree).data_hash != fp.data_hash
+
+
+def test_a_missing_worktree_still_gives_a_fingerprint(campaign: Campaign, tmp_path: Path) -> None:
+    fp = take_fingerprint(campaign.spec(), tmp_path / "never-created")
+    assert fp.lock_hash == "" and fp.python and fp.budget_s == 20.0
+
+
+def test_visible_gpus_follow_cuda_visible_devices(
+    campaign: Campaign, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert take_fingerprint(campaign.spec(), tmp_path).gpu_count == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert take_fingerprint(campaign.spec(), tmp_path).gpu_count == 0

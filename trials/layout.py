@@ -1,0 +1,62 @@
+"""Where one trial keeps its files on the worker: `<scratch>/trials/<trial_id>/`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from trials.fsutil import rmtree_force
+
+# Trial ids become folder names; keep them to characters that cannot climb out of scratch.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class TrialPaths:
+    root: Path
+
+    @classmethod
+    def for_trial(cls, scratch_dir: Path, trial_id: str) -> TrialPaths:
+        if not _SAFE_ID.match(trial_id):
+            raise ValueError(
+                f"trial id {trial_id!r} cannot be used as a folder name; use letters, digits, '.', '_' and '-' only"
+            )
+        return cls(scratch_dir / "trials" / trial_id)
+
+    @property
+    def worktree(self) -> Path:
+        return self.root / "worktree"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"  # ARBORIST_OUTPUT_DIR: the train step's artifacts
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def pycache(self) -> Path:
+        return self.root / "pycache"
+
+    @property
+    def params_file(self) -> Path:
+        return self.root / "params.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.root / "metrics.json"
+
+    def log(self, step: str) -> Path:
+        return self.root / f"{step}.log"
+
+    def prepare(self) -> None:
+        """Start from an empty trial folder, also when an earlier attempt left one behind."""
+        rmtree_force(self.root)
+        for sub in (self.output, self.home, self.tmp, self.pycache):
+            sub.mkdir(parents=True)

@@ -1,0 +1,352 @@
+"""One trial, start to finish: materialize the node's code, guard the evaluator, train, evaluate.
+
+`run_trial` never raises for anything a user's project or a proposed change can cause: every
+such failure becomes a TrialResult whose state, stage and message say what went wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trials.entrypoint import (
+    Step,
+    build_env,
+    collect_metrics,
+    command_fields,
+    parse_report_line,
+    render_command,
+    run_command,
+)
+from trials.errors import ChainApplyError, CommandError, TemplateError, TrialPruned, TrialSetupError
+from trials.fingerprint import take_fingerprint
+from trials.fsutil import rmtree_force
+from trials.hashing import hash_path
+from trials.layout import TrialPaths
+from trials.process import CommandOutcome
+from trials.spec import FailureStage, Fingerprint, TrialResult, TrialSpec, TrialState
+from trials.worktree import Worktree, ensure_cached_repo, materialize
+
+SETUP_MIN_BUDGET_S = 600.0  # installs are slow; the setup step is not held to the train budget
+_METRICS_OUTPUT_BYTES = 16 << 20  # regex metrics are read from the end of a step's output
+TRAIN_TIME_METRIC = "train_time_s"  # measured by arborist, so a change cannot fake it
+
+
+def run_trial(
+    spec: TrialSpec,
+    fetch_bundle: Callable[[str], bytes],
+    on_report: Callable[[dict[str, Any]], None] | None = None,
+) -> TrialResult:
+    """Run one trial of `spec` on this machine and say how it went.
+
+    fetch_bundle(bundle_id) returns the campaign bundle's bytes (called once per machine).
+    on_report receives each `ARBORIST_REPORT` object of the train step as it is printed; it
+    may raise TrialPruned to stop the trial early (the result is then PRUNED).
+    """
+    started_at = time.time()
+    trial = _Trial(spec, fetch_bundle, on_report)
+    try:
+        ending = trial.run()
+    except _End as end:
+        ending = end.ending
+    except Exception as exc:  # the last line of defence: a trial is never lost
+        ending = _Ending(
+            TrialState.FAIL,
+            FailureStage.SETUP,
+            f"arborist failed while running this trial ({type(exc).__name__}: {exc}); this is a "
+            "problem of arborist or the machine, not of the change; the trial folder keeps its logs",
+            log_tail=traceback.format_exc(limit=8),
+        )
+    finally:
+        trial.remove_worktree()
+    return TrialResult(
+        trial_id=spec.trial_id,
+        node_id=spec.node_id,
+        seed=spec.seed,
+        state=ending.state,
+        metrics=ending.metrics,
+        failure_stage=ending.stage,
+        message=ending.message,
+        self_reported=spec.entrypoint.evaluate is None,
+        reports=list(trial.reports),
+        fingerprint=trial.fingerprint or _best_effort_fingerprint(spec, trial.paths),
+        started_at=started_at,
+        finished_at=time.time(),
+        log_tail=ending.log_tail,
+        worker=socket.gethostname(),
+    )
+
+
+@dataclass
+class _Ending:
+    state: TrialState
+    stage: FailureStage | None
+    message: str
+    log_tail: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class _End(Exception):
+    """Ends a trial early with the given outcome."""
+
+    def __init__(self, state: TrialState, stage: FailureStage | None, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.ending = _Ending(state, stage, message, log_tail)
+
+
+class _Trial:
+    def __init__(
+        self,
+        spec: TrialSpec,
+        fetch_bundle: Callable[[str], bytes],
+        on_report: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self.spec = spec
+        self.fetch_bundle = fetch_bundle
+        self.on_report = on_report
+        self.paths: TrialPaths | None = None
+        self.worktree: Worktree | None = None
+        self.fingerprint: Fingerprint | None = None
+        self.reports: list[dict[str, Any]] = []
+
+    def run(self) -> _Ending:
+        spec = self.spec
+        paths = self._prepare()
+        try:
+            self.worktree = self._materialize(paths)
+        finally:
+            self.fingerprint = _best_effort_fingerprint(spec, paths)
+        self._guard(paths, after_train=False)
+        if spec.entrypoint.setup:
+            self._setup(paths, spec.entrypoint.setup)
+        train = self._train(paths)
+        self._guard(paths, after_train=True)
+        if spec.entrypoint.evaluate is None:
+            metrics = self._metrics(paths, "train", train)
+            log_tail = train.output_tail
+        else:
+            evaluate = self._evaluate(paths, spec.entrypoint.evaluate)
+            metrics = self._metrics(paths, "evaluate", evaluate)
+            log_tail = evaluate.output_tail
+        metrics[TRAIN_TIME_METRIC] = round(train.duration_s, 3)
+        return _Ending(TrialState.COMPLETE, None, "", log_tail=log_tail, metrics=metrics)
+
+    def remove_worktree(self) -> None:
+        if self.worktree is not None:
+            # A worktree left behind is cleaned by the next attempt of the trial.
+            with contextlib.suppress(Exception):
+                self.worktree.remove()
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _prepare(self) -> TrialPaths:
+        try:
+            paths = TrialPaths.for_trial(Path(self.spec.scratch_dir), self.spec.trial_id)
+            self.paths = paths
+            paths.prepare()
+            _write_params(paths, self.spec.params)
+        except (ValueError, TypeError, OSError) as exc:
+            raise _End(TrialState.FAIL, FailureStage.SETUP, f"could not prepare the trial folder: {exc}") from exc
+        return paths
+
+    def _materialize(self, paths: TrialPaths) -> Worktree:
+        spec = self.spec
+        try:
+            repo = ensure_cached_repo(Path(spec.scratch_dir), spec.bundle_id, self.fetch_bundle)
+            return materialize(repo, spec.base_commit, spec.chain, paths.worktree)
+        except ChainApplyError as exc:
+            raise _End(TrialState.FAIL, FailureStage.APPLY, str(exc)) from exc
+        except (TrialSetupError, OSError) as exc:
+            raise _End(TrialState.FAIL, FailureStage.SETUP, f"could not check out the node's code: {exc}") from exc
+
+    def _guard(self, paths: TrialPaths, *, after_train: bool) -> None:
+        problems = protected_problems(self.spec.protected, paths.worktree)
+        if not problems:
+            return
+        if after_train:
+            message = (
+                f"the train step changed protected paths while it ran: {'; '.join(problems)}; the "
+                "evaluator and its data must stay frozen, so this trial's metrics cannot be trusted"
+            )
+        else:
+            message = (
+                f"protected paths differ from the campaign snapshot before the trial ran: "
+                f"{'; '.join(problems)}; changes must not touch protected paths, and protected "
+                "files outside the project must not change during a campaign"
+            )
+        raise _End(TrialState.INVALID, None, message)
+
+    def _setup(self, paths: TrialPaths, template: str) -> None:
+        budget = max(SETUP_MIN_BUDGET_S, self.spec.entrypoint.budget_s)
+        outcome = self._run(paths, "setup", template, budget)
+        if outcome.timed_out:
+            raise _End(
+                TrialState.FAIL,
+                FailureStage.SETUP,
+                f"setup command ran past {budget:g} s and was killed; see setup.log",
+                outcome.output_tail,
+            )
+        if outcome.returncode != 0:
+            raise _End(
+                TrialState.FAIL,
+                FailureStage.SETUP,
+                f"setup command {_exit_text(outcome.returncode)}; see setup.log in the trial folder",
+                outcome.output_tail,
+            )
+
+    def _train(self, paths: TrialPaths) -> CommandOutcome:
+        budget = self.spec.entrypoint.budget_s
+        stop = threading.Event()
+
+        def on_line(line: str) -> None:
+            report = parse_report_line(line)
+            if report is None:
+                return
+            self.reports.append(report)
+            if self.on_report is None:
+                return
+            try:
+                self.on_report(report)
+            except TrialPruned:
+                stop.set()
+            # Anything else a callback raises (including Ray's own SystemExit) ends the trial
+            # through run_command, which stops the process group first.
+
+        outcome = self._run(paths, "train", self.spec.entrypoint.train, budget, on_line, stop)
+        if outcome.stopped:
+            raise _End(
+                TrialState.PRUNED,
+                None,
+                f"stopped early by the scheduler after {len(self.reports)} reports",
+                outcome.output_tail,
+            )
+        if outcome.timed_out:
+            raise _End(
+                TrialState.TIMEOUT,
+                FailureStage.RUN,
+                f"train step ran past its budget of {budget:g} s; the whole process group was killed",
+                outcome.output_tail,
+            )
+        if outcome.returncode != 0:
+            raise _End(
+                TrialState.FAIL,
+                FailureStage.RUN,
+                f"train step {_exit_text(outcome.returncode)}; see the log tail (train.log in the trial folder)",
+                outcome.output_tail,
+            )
+        return outcome
+
+    def _evaluate(self, paths: TrialPaths, template: str) -> CommandOutcome:
+        budget = self.spec.entrypoint.evaluate_budget_s
+        # Nothing the train step left may reach the evaluator: a planted metrics file, edited
+        # params, compiled code in the evaluate step's bytecode cache.
+        rmtree_force(paths.metrics_file)
+        rmtree_force(paths.pycache / "evaluate")
+        _write_params(paths, self.spec.params)
+        outcome = self._run(paths, "evaluate", template, budget)
+        if outcome.timed_out:
+            raise _End(
+                TrialState.TIMEOUT,
+                FailureStage.METRICS,
+                f"evaluate step ran past its budget of {budget:g} s; the whole process group was killed",
+                outcome.output_tail,
+            )
+        if outcome.returncode != 0:
+            raise _End(
+                TrialState.FAIL,
+                FailureStage.METRICS,
+                f"evaluate step {_exit_text(outcome.returncode)}; see the log tail (evaluate.log in the trial folder)",
+                outcome.output_tail,
+            )
+        return outcome
+
+    def _metrics(self, paths: TrialPaths, step: Step, outcome: CommandOutcome) -> dict[str, float]:
+        output = _read_end(paths.log(step), _METRICS_OUTPUT_BYTES)
+        metrics, problems = collect_metrics(paths.metrics_file, output, self.spec.metrics, step=step)
+        if problems:
+            raise _End(TrialState.FAIL, FailureStage.METRICS, "; ".join(problems), outcome.output_tail)
+        return metrics
+
+    def _run(
+        self,
+        paths: TrialPaths,
+        step: Step,
+        template: str,
+        budget_s: float,
+        on_line: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> CommandOutcome:
+        spec = self.spec
+        try:
+            argv = render_command(template, spec.params, spec.seed, command_fields(spec, paths, step))
+            return run_command(
+                argv,
+                cwd=paths.worktree,
+                env=build_env(spec, paths, step),
+                budget_s=budget_s,
+                log_path=paths.log(step),
+                on_line=on_line,
+                tail_lines=spec.log_tail_lines,
+                stop=stop,
+            )
+        except (TemplateError, CommandError) as exc:
+            raise _End(TrialState.FAIL, FailureStage.SETUP, f"the {step} command could not be started: {exc}") from exc
+
+
+def protected_problems(expected: Mapping[str, str], worktree: Path) -> list[str]:
+    """What differs between protected paths and their expected hashes (relative: in worktree)."""
+    problems = []
+    for name, digest in sorted(expected.items()):
+        path = Path(name)
+        actual = hash_path(path if path.is_absolute() else worktree / path)
+        if actual is None:
+            problems.append(f"{name} is missing")
+        elif actual != digest:
+            problems.append(f"{name} changed (sha256 {actual[:12]}, expected {digest[:12]})")
+    return problems
+
+
+def _write_params(paths: TrialPaths, params: dict[str, Any]) -> None:
+    paths.params_file.write_text(json.dumps(params, sort_keys=True, indent=2) + "\n")
+
+
+def _exit_text(returncode: int) -> str:
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    hint = " (often the out-of-memory killer)" if -returncode == signal.SIGKILL else ""
+    return f"was killed by {name}{hint}"
+
+
+def _read_end(path: Path, max_bytes: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _best_effort_fingerprint(spec: TrialSpec, paths: TrialPaths | None) -> Fingerprint:
+    worktree = paths.worktree if paths is not None else Path("/nonexistent-arborist-worktree")
+    try:
+        return take_fingerprint(spec, worktree)
+    except Exception:  # a fingerprint is a record, never a reason to lose a trial
+        try:
+            return Fingerprint(budget_s=float(spec.entrypoint.budget_s))
+        except Exception:
+            return Fingerprint()

@@ -1,0 +1,171 @@
+"""The shared vocabulary of one trial: what to run (TrialSpec) and what came of it (TrialResult).
+
+Both are plain, JSON-serializable dataclasses: they travel through Ray Tune configs and results,
+and into the ledger, so every field is a str, int, float, bool, list or dict of those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+
+class TrialState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"  # stopped early by a scheduler
+    FAIL = "FAIL"  # see FailureStage
+    TIMEOUT = "TIMEOUT"  # ran past its wall-clock budget
+    INVALID = "INVALID"  # protected (evaluation) files changed around the trial
+
+    def is_finished(self) -> bool:
+        return self not in (TrialState.PENDING, TrialState.RUNNING)
+
+
+class FailureStage(StrEnum):
+    APPLY = "apply"  # the node's chain of changes did not apply on the snapshot
+    SETUP = "setup"  # worktree, params file, environment or command could not be prepared
+    RUN = "run"  # the train command exited non-zero
+    METRICS = "metrics"  # the evaluate step failed, or metrics were missing, NaN or inf
+
+
+@dataclass(frozen=True)
+class CodeChange:
+    """One link of a node's chain: a unified diff applied with `git apply`."""
+
+    change_id: str
+    aspect: str
+    diff: str
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How the trials layer reads one metric. Direction and role matter only to the search."""
+
+    name: str
+    regex: str | None = None  # None: read from the JSON metrics file
+
+
+@dataclass(frozen=True)
+class EntrypointSpec:
+    train: str  # may hold {param} and {seed} placeholders
+    evaluate: str | None = None  # None: single-command mode, metrics are self-reported
+    budget_s: float = 600.0  # wall-clock limit of the train step
+    evaluate_budget_s: float = 300.0
+    setup: str | None = None  # optional command run once in the worktree before train
+    env: dict[str, str] = field(default_factory=dict)  # given to both steps
+    evaluate_env: dict[str, str] = field(default_factory=dict)  # given to evaluate alone
+    inherit_env: list[str] = field(default_factory=list)  # names passed through on purpose
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    trial_id: str
+    node_id: str
+    seed: int
+    params: dict[str, Any]
+    base_commit: str  # the snapshot commit in the campaign repository
+    bundle_id: str  # content hash of the campaign repository bundle holding base_commit
+    chain: list[CodeChange]  # code changes from the root to this node, in order
+    entrypoint: EntrypointSpec
+    metrics: list[MetricSpec]
+    # path -> sha256 of its content in the snapshot. Relative paths live in the worktree;
+    # absolute ones (held-out data) live outside it.
+    protected: dict[str, str]
+    scratch_dir: str  # where this machine keeps bundles, worktrees and trial outputs
+    data_files: list[str] = field(default_factory=list)  # hashed into the data fingerprint
+    packages: list[str] = field(default_factory=list)  # versions go into the fingerprint
+    log_tail_lines: int = 40
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        data = dict(data)
+        data["chain"] = [CodeChange(**c) for c in data["chain"]]
+        data["entrypoint"] = EntrypointSpec(**data["entrypoint"])
+        data["metrics"] = [MetricSpec(**m) for m in data["metrics"]]
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Conditions of a trial. Trials are compared only when comparability_key() is equal."""
+
+    gpu_model: str = ""
+    gpu_count: int = 0
+    gpu_driver: str = ""
+    cuda_version: str = ""
+    cpu_model: str = ""
+    cpu_count: int = 0
+    python: str = ""
+    packages: str = ""  # "name=version,..." sorted by name
+    lock_hash: str = ""
+    data_hash: str = ""
+    budget_s: float = 0.0
+
+    # Timing-only facts (CPU model, driver) are recorded but do not split cohorts: they change
+    # how long a trial takes, not what it measures.
+    COMPARED = (
+        "gpu_model",
+        "gpu_count",
+        "python",
+        "packages",
+        "lock_hash",
+        "data_hash",
+        "budget_s",
+    )
+
+    def comparability_key(self) -> str:
+        payload = json.dumps({k: getattr(self, k) for k in self.COMPARED}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    trial_id: str
+    node_id: str
+    seed: int
+    state: TrialState
+    metrics: dict[str, float] = field(default_factory=dict)
+    failure_stage: FailureStage | None = None
+    message: str = ""  # why it failed, in words a user can act on
+    self_reported: bool = False  # metrics came from the mutable train step itself
+    reports: list[dict[str, Any]] = field(default_factory=list)  # ARBORIST_REPORT lines
+    fingerprint: Fingerprint = field(default_factory=Fingerprint)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    log_tail: str = ""
+    worker: str = ""  # hostname that ran it
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.finished_at - self.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["failure_stage"] = self.failure_stage.value if self.failure_stage else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
+        data = dict(data)
+        data["state"] = TrialState(data["state"])
+        stage = data.get("failure_stage")
+        data["failure_stage"] = FailureStage(stage) if stage else None
+        data["fingerprint"] = Fingerprint.from_dict(data.get("fingerprint") or {})
+        return cls(**data)
