@@ -20,7 +20,7 @@ def start_actor(cls: type, name: str, *args: Any, **kwargs: Any) -> Any:
     this machine's disk.
     """
     stop_actor(name)
-    remote_cls = ray.remote(cls).options(  # type: ignore[attr-defined]
+    remote_cls: Any = ray.remote(cls).options(
         name=name,
         namespace=NAMESPACE,
         num_cpus=0,

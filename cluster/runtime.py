@@ -7,11 +7,9 @@ import os
 
 import ray
 
-# Tune's own console table and per-trial loggers would bury arborist's progress display,
-# and the CSV/TensorBoard loggers write files nobody reads: the ledger is the record.
+# Tune's own console table would bury arborist's progress display: the ledger is the record.
 QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_DEDUP_LOGS": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000",
     "RAY_TRAIN_V2_ENABLED": "0",
@@ -25,6 +23,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    # Tune's advice on interruption ("Tuner.restore(...)") is not how a campaign resumes.
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     if address is None and os.environ.get("RAY_ADDRESS"):

@@ -11,14 +11,14 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
-from trials.runner import run_trial
 
 from cluster.actors import NAMESPACE
+from trials.runner import run_trial
 from trials.spec import TrialSpec
 
 FINISHED = "FINISHED"  # what the tree actor's suggest() returns when the campaign is over
@@ -36,11 +36,11 @@ class TreeSearcher(Searcher):
         self._trial_ids: dict[str, str] = {}  # Tune's trial id -> arborist trial id
         self._next_poll = 0.0
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         now = time.monotonic()
         if now < self._next_poll:
             return None  # back-pressure: the tree had nothing a moment ago
-        spec = ray.get(self._actor.suggest.remote())
+        spec: Any = ray.get(self._actor.suggest.remote())
         if spec == FINISHED:
             return Searcher.FINISHED
         if spec is None:
@@ -58,13 +58,20 @@ class TreeSearcher(Searcher):
         self._next_poll = 0.0  # a finished trial may have opened new work
 
 
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the tree actor's state lives in the ledger."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore: a resumed campaign replays the ledger."""
+
+
 def trial_trainable(config: dict[str, Any]) -> None:
     """Run one trial on this worker; intermediate ARBORIST_REPORT lines go to Tune's schedulers."""
     spec = TrialSpec.from_dict(config["spec"])
     actor = ray.get_actor(config["actor"], namespace=NAMESPACE)
 
     def fetch_bundle(bundle_id: str) -> bytes:
-        return ray.get(actor.bundle_bytes.remote(bundle_id))  # type: ignore[no-any-return]
+        return cast(bytes, ray.get(actor.bundle_bytes.remote(bundle_id)))
 
     def on_report(payload: dict[str, Any]) -> None:
         numbers = {k: float(v) for k, v in payload.items() if _is_number(v)}
@@ -86,7 +93,13 @@ def build_tuner(
     trainable = tune.with_resources(trial_trainable, {"cpu": cpus, "gpu": gpus})
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,
+            reuse_actors=True,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
         run_config=tune.RunConfig(
             name=name,
             storage_path=str(storage_dir),
@@ -95,6 +108,11 @@ def build_tuner(
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False, num_to_keep=1),
         ),
     )
+
+
+def _trial_name(trial: Any) -> str:
+    """Tune's folder and name for a trial: arborist's stable trial id, not the whole config."""
+    return str(trial.config.get("spec", {}).get("trial_id", trial.trial_id))
 
 
 def make_suggester(algorithm: str, param: str, spec: dict[str, Any], seed: int) -> Searcher:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, QueueFileError, LedgerError) as exc:
         err.print(f"arborist: error: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
+    except BrokenPipeError:
+        return 0  # the reader (`| head`) went away; nothing left to say
     except KeyboardInterrupt:
         err.print("arborist: interrupted; completed trials are in the ledger. Continue with `arborist resume`.")
         return EXIT_INTERRUPTED
@@ -87,7 +90,7 @@ def _resume(args: argparse.Namespace) -> int:
     return _drive(config, None, quiet=args.quiet)
 
 
-def _drive(config: CampaignConfig, setup: dict | None, *, quiet: bool) -> int:  # type: ignore[type-arg]
+def _drive(config: CampaignConfig, setup: dict[str, Any] | None, *, quiet: bool) -> int:
     from orchestrator import campaign
 
     display = ProgressDisplay()
@@ -140,7 +143,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _incumbent_brief(data: dict) -> dict | None:  # type: ignore[type-arg]
+def _incumbent_brief(data: dict[str, Any]) -> dict[str, Any] | None:
     inc = data["incumbent"]
     if inc is None:
         return None

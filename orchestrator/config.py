@@ -6,7 +6,6 @@ same whatever the current directory is.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -349,6 +348,3 @@ def _check_placeholders(config: CampaignConfig, fail: Any) -> None:
                 "is also a data.heldout variable; the train step must not see held-out data",
             )
 
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -141,6 +141,10 @@ def _check_guard(name: str, guard: MetricConfig, child: float, parent: float) ->
     return problems
 
 
+def has_failure(tree: SearchTree, node: Node) -> bool:
+    return bool(_failures(tree, node))
+
+
 def _failures(tree: SearchTree, node: Node) -> str:
     for record in tree.node_trials(node.node_id):
         if record.state in (TrialState.FAIL, TrialState.TIMEOUT, TrialState.INVALID) and record.result:

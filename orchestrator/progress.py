@@ -10,6 +10,12 @@ from rich.live import Live
 from rich.table import Table
 
 FAILED_STATES = ("FAIL", "TIMEOUT", "INVALID")
+CHANGE_WIDTH = 60  # a long hypothesis is cut in the live display; the report has it whole
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= CHANGE_WIDTH else text[: CHANGE_WIDTH - 1] + "…"
 PLAIN_EVERY_S = 10.0  # without a terminal (CI, logs), one line this often
 
 
@@ -19,7 +25,7 @@ def progress_line(p: dict[str, Any]) -> str:
     failed = sum(trials.get(s, 0) for s in FAILED_STATES)
     nodes = p["counts"]["nodes"]
     inc = p.get("incumbent")
-    incumbent = "none" if inc is None else f"{inc['node_id']} ({inc['change']}, gain {inc['gain']:+.4g})"
+    incumbent = "none" if inc is None else f"{inc['node_id']} ({_short(inc['change'])}, gain {inc['gain']:+.4g})"
     return (
         f"[{p['name']}] {p['phase']}: trials {p['running']} running, {done} done, {failed} failed "
         f"({p['trials_spent']}/{p['max_trials']} budget); nodes {nodes.get('PROMOTED', 0)} promoted, "
@@ -44,7 +50,7 @@ def _table(p: dict[str, Any]) -> Table:
     )
     table.add_row(
         "incumbent",
-        "none" if inc is None else f"{inc['node_id']}: {inc['change']} (gain {inc['gain']:+.4g})",
+        "none" if inc is None else f"{inc['node_id']}: {_short(inc['change'])} (gain {inc['gain']:+.4g})",
     )
     return table
 

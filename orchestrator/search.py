@@ -78,7 +78,8 @@ class SearchService:
         """Rebuild memory and proposer state; trials cut off by the stop run again."""
         by_name = {p.name: p for p in self.proposers}
         for proposal in self.tree.proposals:
-            self.memory.remember(proposal.change, proposal.proposal_id)
+            if proposal.change.proposer != integration.PROPOSER:
+                self.memory.remember(proposal.change, proposal.proposal_id)
             proposer = by_name.get(proposal.change.proposer)
             if proposer is None:
                 continue
@@ -141,6 +142,10 @@ class SearchService:
         return Path(self.tree.meta["bundle_path"]).read_bytes()
 
     def close(self) -> dict[str, Any]:
+        """Flush the ledger; trials still handed out when the campaign stops will run again."""
+        for trial_id in sorted(self._in_flight):
+            self.tree.record("trial_lost", trial_id=trial_id, reason="campaign stopped while it ran")
+        self._in_flight.clear()
         self.ledger.close(self.node_rows())
         return self.progress()
 
@@ -157,7 +162,8 @@ class SearchService:
 
     def _judge_settled_nodes(self) -> None:
         for node in list(self.tree.open_nodes()):
-            if not policy.node_is_settled(self.tree, node):
+            # One failed trial fails the node: its other seeds would only spend budget.
+            if not policy.node_is_settled(self.tree, node) and not policy.has_failure(self.tree, node):
                 continue
             if node.node_id == ROOT_ID:
                 verdict = policy.judge_root(self.tree, self.config)
@@ -247,9 +253,12 @@ class SearchService:
     def _admit(self, parent: Node, change: Change, proposer: Proposer | None) -> Node | None:
         """Screen a proposal; create its node if it passes, else journal why not."""
         proposal_id = self.tree.next_proposal_id()
-        duplicate = self.memory.duplicate_of(change)
+        # A graft re-applies changes already tried, on purpose: memory does not judge it.
+        remembered = change.proposer != integration.PROPOSER
+        duplicate = self.memory.duplicate_of(change) if remembered else None
         reason = f"duplicate of {duplicate}" if duplicate else self._screen(parent, change)
-        self.memory.remember(change, proposal_id)
+        if remembered:
+            self.memory.remember(change, proposal_id)
         if reason:
             self.tree.record(
                 "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),

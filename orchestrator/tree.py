@@ -251,7 +251,7 @@ class SearchTree:
 
     def pending_trials(self) -> list[TrialRecord]:
         """Trials requested but neither running nor finished, in request order."""
-        ordered = []
+        ordered: list[TrialRecord] = []
         for node in self.nodes.values():
             if node.status in (NodeStatus.OPEN,) or node.status.expandable:
                 ordered.extend(r for r in self.node_trials(node.node_id) if r.state is TrialState.PENDING)

@@ -1,11 +1,13 @@
 """A toy project for campaign tests: trials take ~0.1 s and have known true effects.
 
-score = 1 - (x - 3)^2 / 10 + BONUS + seed noise (shared by nodes on one seed) + a little
-node-specific noise. Code changes edit BONUS in model.py; params changes move x.
+score = 1 - (x - 3)^2 / 10 + BONUS + EXTRA + seed noise (shared by nodes on one seed) + a little
+node-specific noise. Code changes edit BONUS in model.py or EXTRA in features.py; params
+changes move x.
 """
 
 from __future__ import annotations
 
+import difflib
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,13 @@ TRAIN = textwrap.dedent(
     '''
     import json, os, random
     import model
+    import features
 
     params = json.load(open(os.environ["ARBORIST_PARAMS"]))
     seed = int(os.environ["ARBORIST_SEED"])
     shared = random.Random(seed).gauss(0, 0.05)
-    own = random.Random(f"{seed}-{params['x']}-{model.BONUS}").gauss(0, 0.01)
-    score = 1 - (params["x"] - 3) ** 2 / 10 + model.BONUS + shared + own
+    own = random.Random(f"{seed}-{params['x']}-{model.BONUS}-{features.EXTRA}").gauss(0, 0.01)
+    score = 1 - (params["x"] - 3) ** 2 / 10 + model.BONUS + features.EXTRA + shared + own
     print('ARBORIST_REPORT {"step": 1, "partial": %f}' % score)
     with open(os.path.join(os.environ["ARBORIST_OUTPUT_DIR"], "pred.json"), "w") as f:
         json.dump({"score": score}, f)
@@ -45,6 +48,7 @@ def make_project(root: Path) -> Path:
     (root / "train.py").write_text(TRAIN)
     (root / "evaluate.py").write_text(EVALUATE)
     (root / "model.py").write_text("# the model's one knob\nBONUS = 0.0\n")
+    (root / "features.py").write_text("# the features' one knob\nEXTRA = 0.0\n")
     return root
 
 
@@ -60,14 +64,38 @@ def bonus_diff(value: str) -> str:
     )
 
 
+def extra_diff(value: str) -> str:
+    return (
+        "diff --git a/features.py b/features.py\n"
+        "--- a/features.py\n"
+        "+++ b/features.py\n"
+        "@@ -1,2 +1,2 @@\n"
+        " # the features' one knob\n"
+        "-EXTRA = 0.0\n"
+        f"+EXTRA = {value}\n"
+    )
+
+
+def train_diff(old: str, new: str) -> str:
+    """A git-style diff of train.py replacing `old` with `new`."""
+    assert old in TRAIN
+    lines = difflib.unified_diff(
+        TRAIN.splitlines(True), TRAIN.replace(old, new).splitlines(True), "a/train.py", "b/train.py"
+    )
+    return "diff --git a/train.py b/train.py\n" + "".join(lines)
+
+
 def queue_items() -> list[dict[str, Any]]:
     return [
         {"id": "better", "aspect": "architecture", "hypothesis": "a larger bonus helps", "diff": bonus_diff("0.2")},
-        {"id": "worse", "aspect": "architecture", "hypothesis": "a negative bonus hurts", "diff": bonus_diff("-0.2")},
+        {"id": "extra", "aspect": "data", "hypothesis": "an extra feature helps", "diff": extra_diff("0.1")},
+        {
+            "id": "worse", "aspect": "loss", "hypothesis": "a penalty hurts",
+            "diff": train_diff("+ shared + own\n", "+ shared + own - 0.2\n"),
+        },
         {
             "id": "breaks", "aspect": "architecture", "hypothesis": "a model module that does not exist",
-            "diff": "diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n"
-                    "@@ -2,3 +2,3 @@\n import json, os, random\n-import model\n+import model_v2 as model\n \n",
+            "diff": train_diff("import model\n", "import model_v2 as model\n"),
         },
         {
             "id": "tamper", "aspect": "loss", "hypothesis": "edit the evaluator",

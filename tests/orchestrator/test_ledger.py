@@ -41,7 +41,9 @@ def test_batches_become_parquet_parts_and_rows(tmp_path: Path) -> None:
     assert parts == ["part-000000000001-000000000011.parquet", "part-000000000012-000000000016.parquet"]
     assert (tmp_path / "journal.wal").read_text() == ""
     con = duckdb.connect()
-    trials = con.execute(f"select count(*), min(fp_budget_s), max(duration_s) from '{tmp_path}/ledger/trials/*.parquet'")
+    trials = con.execute(
+        f"select count(*), min(fp_budget_s), max(duration_s) from '{tmp_path}/ledger/trials/*.parquet'"
+    )
     assert trials.fetchone() == (15, 60.0, 2.5)
     acc = con.execute(f"select metrics['acc'] from '{tmp_path}/ledger/trials/*.parquet' where seed = 3").fetchone()
     assert acc is not None and acc[0] == pytest.approx(0.503)

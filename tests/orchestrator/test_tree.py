@@ -20,7 +20,9 @@ def _state(tree: SearchTree) -> tuple:  # type: ignore[type-arg]
 def _grow(ops: list[tuple[str, int, int]]) -> tuple[SearchTree, list[Event]]:
     journal: list[Event] = []
     tree = SearchTree(sink=journal.append)
-    tree.record("node_created", node_id=ROOT_ID, parent_id=None, change=None, commit="c0", params={"x": 1}, origin="root")
+    tree.record(
+        "node_created", node_id=ROOT_ID, parent_id=None, change=None, commit="c0", params={"x": 1}, origin="root"
+    )
     tree.record("seeds_requested", node_id=ROOT_ID, seeds=[0, 1])
     for op, a, b in ops:
         nodes = list(tree.nodes)

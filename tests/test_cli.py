@@ -1,0 +1,115 @@
+"""The command line as a user meets it: bad input, Ctrl-C, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.ledger import load_events, open_filesystem
+from tests.toy import write_config
+
+ARBORIST = [sys.executable, "-m", "orchestrator.cli"]
+
+
+def arborist(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ARBORIST, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_bad_config_says_where_and_runs_nothing(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["seeds"] = {"initial": 9, "max": 4}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = arborist("run", str(path))
+    assert done.returncode == 2
+    assert f"{path}:" in done.stderr and "seeds" in done.stderr and "must not exceed max" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "campaign").exists()
+
+
+def test_missing_project(tmp_path: Path) -> None:
+    path = write_config(tmp_path, project=str(tmp_path / "nowhere"))
+    done = arborist("run", str(path))
+    assert done.returncode == 2 and "nowhere does not exist" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["resume", "status", "report"])
+def test_commands_on_a_folder_that_is_not_a_campaign(tmp_path: Path, command: str) -> None:
+    done = arborist(command, str(tmp_path))
+    assert done.returncode == 2
+    assert "is not a campaign folder" in done.stderr and "Traceback" not in done.stderr
+
+
+def _finished(campaign: Path) -> dict[str, float]:
+    fs, root = open_filesystem(str(campaign / "ledger"))
+    events = load_events(fs, root, campaign / "journal.wal")
+    return {e.data["result"]["trial_id"]: e.data["result"]["finished_at"] for e in events if e.type == "trial_finished"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume_finishes_without_repeating_a_trial(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    campaign = tmp_path / "campaign"
+    proc = subprocess.Popen([*ARBORIST, "run", str(path), "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_safe_finished(campaign)) < 6:
+        time.sleep(0.5)
+    before = _safe_finished(campaign)
+    assert len(before) >= 6, "the campaign did not get going"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert f"arborist resume {campaign}" in stderr
+    interrupted = _finished(campaign)
+    assert set(before) <= set(interrupted)
+
+    status = arborist("status", str(campaign), "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)["phase"] != "done"
+
+    resumed = arborist("resume", str(campaign), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    after = _finished(campaign)
+    for trial_id, finished_at in interrupted.items():
+        assert after[trial_id] == finished_at, f"{trial_id} ran again after resume"
+    summary = json.loads(arborist("report", str(campaign), "--json").stdout)
+    assert summary["phase"] == "done"
+    by_source = {d["source_id"]: d["status"] for d in summary["decisions"] if d["proposer"] == "queue"}
+    assert by_source["better"] == "PROMOTED"
+    assert (campaign / "report.md").exists()
+    again = arborist("resume", str(campaign))
+    assert again.returncode == 0 and "already finished" in again.stderr
+
+
+def _safe_finished(campaign: Path) -> dict[str, float]:
+    try:
+        return _finished(campaign)
+    except Exception:
+        return {}
+
+
+def test_report_writes_the_notebook(tmp_path: Path) -> None:
+    # A campaign interrupted before its first trial still has a readable report.
+    from orchestrator.campaign import prepare
+    from orchestrator.config import load_config
+    from orchestrator.search import SearchService
+
+    config = load_config(write_config(tmp_path))
+    SearchService(config.model_dump(mode="json"), prepare(config, None)).close()
+    done = arborist("report", str(tmp_path / "campaign"))
+    assert done.returncode == 0
+    notebook = Path(done.stdout.strip()).read_text()
+    assert "# Campaign toy" in notebook and "Phase: **baseline**" in notebook
+    env_status = arborist("status", str(tmp_path / "campaign"))
+    assert "baseline" in env_status.stdout
+
+
+def test_environment_is_not_required(tmp_path: Path) -> None:
+    assert "ARBORIST_PARAMS" not in os.environ

@@ -1,0 +1,52 @@
+"""The quickstart campaign end to end on the shared local Ray, with a smaller budget.
+
+Each change in examples/digits/hypotheses.yaml must be decided for the right reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator import campaign, report
+from orchestrator.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
+
+
+def test_quickstart_decides_every_change_for_the_right_reason(tmp_path: Path) -> None:
+    config = load_config(ROOT / "configs" / "quickstart.yaml")
+    config = config.model_copy(update={
+        "campaign_dir": tmp_path / "quickstart",
+        "ray": config.ray.model_copy(update={"scratch_dir": tmp_path / "quickstart" / "scratch"}),
+        "budget": config.budget.model_copy(update={"max_trials": 45, "max_wall_s": 400}),
+        "search": config.search.model_copy(update={"proposers": [
+            config.search.proposers[0],
+            config.search.proposers[1].model_copy(update={"max_proposals": 2}),
+        ]}),
+    })
+    campaign.run(config, setup=campaign.prepare(config, None))
+    tree = report.load_tree(config)
+    summary = report.summary(config, tree)
+    queue = {d["source_id"]: d for d in summary["decisions"] if d["proposer"] == "queue"}
+
+    improvement = queue["standardize-inputs"]
+    assert improvement["status"] == "PROMOTED", improvement
+    assert improvement["ci_low"] > 0
+    assert queue["independent-init-stream"]["status"] == "PRUNED"  # neutral: no significant gain
+    harmful = queue["quarter-of-data"]
+    assert harmful["status"] == "PRUNED" and "worse than parent" in harmful["reason"], harmful
+    broken = queue["lr-exp-decay"]
+    assert broken["status"] == "FAILED" and "stage run" in broken["reason"], broken
+    rejected = {p["source_id"]: p["reason"] for p in summary["rejected_proposals"]}
+    assert "protected path evaluate.py" in rejected["tta-shifted-eval"]
+    # The winner carries the improvement, measured by the frozen evaluator on held-out data.
+    incumbent = summary["incumbent"]
+    assert any(link["node_id"] == improvement["node_id"] for link in incumbent["chain"])
+    assert incumbent["gain_vs_baseline"]["ci_low"] > 0
+    assert not summary["metrics_self_reported"]
+    assert len(summary["fingerprints"]) == 1
+    notebook = report.notebook(config, tree)
+    assert "standardizing each pixel" in notebook.lower() and "AttributeError" in notebook
