@@ -85,12 +85,12 @@ def test_queue_proposes_items_in_order_and_picks_up_appended_ones(tmp_path: Path
     assert first is not None and first.source_id == "better" and first.kind == "code"
     assert first.diff.endswith("\n")
     second = proposer.propose(_context())
-    assert second is not None and second.source_id == "worse"
+    assert second is not None and second.source_id == "extra"
     assert proposer.propose(_context()) is None and proposer.exhausted()
     path.write_text(yaml.safe_dump(items, sort_keys=False))  # a person appends while it runs
     assert not proposer.exhausted()
     third = proposer.propose(_context())
-    assert third is not None and third.source_id == "breaks"
+    assert third is not None and third.source_id == "worse"
 
 
 def test_queue_restore_skips_consumed_items(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_queue_restore_skips_consumed_items(tmp_path: Path) -> None:
     resumed = QueueProposer([path])
     resumed.restore(first)
     nxt = resumed.propose(_context())
-    assert nxt is not None and nxt.source_id == "worse"
+    assert nxt is not None and nxt.source_id == "extra"
 
 
 def test_queue_params_item(tmp_path: Path) -> None:
