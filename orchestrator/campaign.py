@@ -24,6 +24,7 @@ from typing import Any
 
 from orchestrator.config import CampaignConfig, ConfigError
 from orchestrator.ledger import load_events, open_filesystem
+from orchestrator.proposers.queue import load_queue
 from orchestrator.search import SearchService
 from trials.hashing import hash_path
 from trials.worktree import CampaignRepo, snapshot_project
@@ -55,6 +56,9 @@ def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
             f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
             "or choose another campaign_dir (or --campaign-dir) for a new one."
         )
+    for proposer in config.search.proposers:
+        if proposer.type == "queue" and proposer.path is not None:
+            load_queue(Path(proposer.path))  # a broken hypotheses file stops us before anything runs
     campaign_dir.mkdir(parents=True, exist_ok=True)
     repo_dir = campaign_dir / "repo"
     if repo_dir.exists():

@@ -18,6 +18,7 @@ from orchestrator.config import CampaignConfig
 from orchestrator.ledger import Ledger
 from orchestrator.memory import Memory
 from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
+from orchestrator.proposers.queue import QueueFileError
 from orchestrator.proposers.registry import AlgorithmFactory, build_proposers
 from orchestrator.stats import summarize
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, SearchTree, trial_id_for
@@ -55,6 +56,7 @@ class SearchService:
         self.memory = Memory()
         self.proposers: list[Proposer] = build_proposers(self.config, suggester_factory)
         self._in_flight: set[str] = set()
+        self._last_proposer_error: dict[str, str] = {}
         if not self.tree.nodes:
             if setup is None:
                 raise ValueError("a new campaign needs its setup (snapshot, bundle, protected hashes)")
@@ -233,14 +235,28 @@ class SearchService:
         context = ProposalContext(parent_id=parent.node_id, parent_params=dict(parent.params), history=self._history())
         tries = 0
         for proposer in self.proposers:
-            while not proposer.exhausted() and tries < MAX_PROPOSAL_TRIES:
-                change = proposer.propose(context)
+            while tries < MAX_PROPOSAL_TRIES:
+                change = self._ask(proposer, context)
                 if change is None:
                     break
                 tries += 1
                 if self._admit(parent, change, proposer) is not None:
                     return True
         return False
+
+    def _ask(self, proposer: Proposer, context: ProposalContext) -> Change | None:
+        """One proposal, or None. A proposer's error (a hypotheses file edited into invalid
+        YAML while the campaign runs) is journaled once and skipped; the campaign goes on."""
+        try:
+            if proposer.exhausted():
+                return None
+            return proposer.propose(context)
+        except (QueueFileError, ValueError, OSError) as exc:
+            message = f"proposer {proposer.name} skipped: {exc}"
+            if message != self._last_proposer_error.get(proposer.name):
+                self._last_proposer_error[proposer.name] = message
+                self.tree.record("note", message=message)
+            return None
 
     def _history(self) -> list[tuple[Change, float | None]]:
         history = []

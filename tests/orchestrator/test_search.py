@@ -164,3 +164,29 @@ def test_failed_baseline_stops_with_a_clear_reason(tmp_path: Path) -> None:
     assert tree.phase is Phase.DONE
     assert "baseline failed" in (tree.finished_reason or "")
     assert "exit" in (tree.finished_reason or "").lower()
+
+
+def test_a_hypotheses_file_broken_mid_campaign_is_noted_and_skipped(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    service = SearchService(config.model_dump(mode="json"), prepare(config, None))
+    drive(service, stop_after=4)
+    (tmp_path / "hypotheses.yaml").write_text("- id: [unclosed\n")
+    drive(service)
+    service.close()
+    tree = report.load_tree(config)
+    assert tree.phase is Phase.DONE
+    notes = [e.data["message"] for e in service.ledger.load_events() if e.type == "note"]
+    assert any("proposer queue skipped" in n and "not valid YAML" in n for n in notes)
+    assert any(n.change is not None and n.change.proposer == "grid" for n in tree.nodes.values())
+
+
+def test_a_broken_hypotheses_file_stops_the_start(tmp_path: Path) -> None:
+    import pytest
+
+    from orchestrator.proposers.queue import QueueFileError
+
+    config = load_config(write_config(tmp_path))
+    (tmp_path / "hypotheses.yaml").write_text("- id: a\n  hypothesis: h\n")
+    with pytest.raises(QueueFileError, match=r"hypotheses\.yaml:1: item 0 \(a\): give exactly one of diff"):
+        prepare(config, None)
+    assert not (tmp_path / "campaign" / "campaign.json").exists()
