@@ -1,0 +1,380 @@
+"""The search engine: the tree, the policy's decisions carried out, proposers and memory.
+
+It knows nothing of git, Parquet or Ray: a Workspace turns an admitted change into a commit and
+screens code changes, a sink journals events. The search service (real campaigns) and the
+simulator (synthetic ones) drive the same engine, so the simulator measures the real policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from orchestrator import integration, policy
+from orchestrator.change import Change
+from orchestrator.config import CampaignConfig
+from orchestrator.memory import Memory
+from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
+from orchestrator.proposers.queue import QueueFileError
+from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, SearchTree, TrialRecord
+from trials.spec import FailureStage, TrialResult, TrialState
+
+FINISHED = "FINISHED"
+MAX_LOST = 3  # a trial lost to infrastructure this often is recorded as failed
+MAX_PROPOSAL_TRIES = 8  # rejected proposals tolerated per expansion before moving on
+
+
+class Workspace(Protocol):
+    """Where nodes live: a git repository in campaigns, nothing in the simulator."""
+
+    def check(self, parent: Node, change: Change) -> str:
+        """Why a code change cannot extend the parent ("" when it can)."""
+
+    def commit(self, parent: Node, node_id: str, change: Change, params: dict[str, Any]) -> str:
+        """Make the child's commit; returns its id."""
+
+
+class SearchEngine:
+    def __init__(
+        self,
+        config: CampaignConfig,
+        tree: SearchTree,
+        proposers: list[Proposer],
+        workspace: Workspace,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_finish: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.tree = tree
+        self.proposers = proposers
+        self.workspace = workspace
+        self.memory = Memory()
+        self._clock = clock
+        self._on_finish = on_finish
+        self._in_flight: set[str] = set()
+        self._last_proposer_error: dict[str, str] = {}
+
+    # ----- start and restore -------------------------------------------------------------
+    def start(self, meta: dict[str, Any], root_commit: str) -> None:
+        self.tree.record("campaign_started", name=self.config.name, **meta)
+        self.tree.record(
+            "node_created", node_id=ROOT_ID, parent_id=None, change=None,
+            commit=root_commit, params=self.config.default_params(), origin="root",
+        )
+        seeds = policy.seed_sequence(self.config)[: self.config.seeds.baseline]
+        self.tree.record("seeds_requested", node_id=ROOT_ID, seeds=seeds)
+
+    def restore(self) -> None:
+        """Rebuild memory and proposer state; trials cut off by the stop run again."""
+        by_name = {p.name: p for p in self.proposers}
+        for proposal in self.tree.proposals:
+            if proposal.change.proposer != integration.PROPOSER:
+                self.memory.remember(proposal.change, proposal.proposal_id)
+            proposer = by_name.get(proposal.change.proposer)
+            if proposer is None:
+                continue
+            proposer.restore(proposal.change)
+            outcome = self._outcome(proposal.node_id, proposal.verdict)
+            if outcome is not None:
+                proposer.observe(proposal.change, outcome)
+        for record in self.tree.running_trials():
+            self.tree.record("trial_lost", trial_id=record.trial_id, reason="campaign stopped while it ran")
+
+    def _outcome(self, node_id: str | None, verdict: str) -> Outcome | None:
+        if node_id is None:
+            return Outcome("REJECTED", None) if verdict == "rejected" else None
+        node = self.tree.nodes[node_id]
+        if node.status is NodeStatus.OPEN:
+            return None
+        gain = (node.decision or {}).get("evidence", {}).get("mean")
+        return Outcome(node.status.value, gain if node.status is not NodeStatus.FAILED else None)
+
+    def _advance(self) -> None:
+        if self.tree.phase is Phase.DONE:
+            return
+        self._judge_settled_nodes()
+        self._update_incumbent()
+        if self.tree.phase is Phase.SEARCH:
+            self._search_step()
+        if self.tree.phase is Phase.INTEGRATION:
+            self._integration_step()
+
+    def _judge_settled_nodes(self) -> None:
+        for node in list(self.tree.open_nodes()):
+            # One failed trial fails the node: its other seeds would only spend budget.
+            if not policy.node_is_settled(self.tree, node) and not policy.has_failure(self.tree, node):
+                continue
+            if node.node_id == ROOT_ID:
+                verdict = policy.judge_root(self.tree, self.config)
+            else:
+                verdict = policy.judge_child(self.tree, node, self.config)
+            if verdict.status is None:
+                self._request_seeds(node, verdict.more_seeds)
+                continue
+            self.tree.record(
+                "decision", node_id=node.node_id, status=verdict.status.value,
+                reason=verdict.reason, evidence=verdict.evidence,
+            )
+            if node.node_id == ROOT_ID:
+                if verdict.status is NodeStatus.FAILED:
+                    self._finish(f"the baseline failed, so nothing can be compared: {verdict.reason}")
+                else:
+                    self.tree.record("phase_changed", phase=Phase.SEARCH.value)
+            elif node.change is not None:
+                self._notify(node)
+
+    def _notify(self, node: Node) -> None:
+        assert node.change is not None
+        outcome = self._outcome(node.node_id, "accepted")
+        for proposer in self.proposers:
+            if proposer.name == node.change.proposer and outcome is not None:
+                proposer.observe(node.change, outcome)
+
+    def _update_incumbent(self) -> None:
+        if self.tree.phase is Phase.INTEGRATION:
+            return
+        best = policy.best_node(self.tree, self.config)
+        if best is not None and best != self.tree.incumbent_id:
+            self.tree.record(
+                "incumbent_changed", node_id=best, gain=policy.estimate_vs_root(self.tree, best, self.config)
+            )
+
+    def _search_budget_left(self) -> int:
+        spent = sum(1 for r in self.tree.trials.values() if r.state is not TrialState.PENDING)
+        return self.config.budget.max_trials - spent
+
+    def _search_step(self) -> None:
+        stop = policy.search_stop_reason(self.tree, self.config, time.time())
+        if stop is not None:
+            if self._in_flight:
+                return  # let running trials report before closing the search
+            for node in self.tree.open_nodes():
+                self.tree.record(
+                    "decision", node_id=node.node_id, status=NodeStatus.PRUNED.value,
+                    reason=f"undecided when the search stopped ({stop})", evidence={},
+                )
+                self._notify(node)
+            self._begin_integration(stop)
+            return
+        while len(self.tree.open_nodes()) < self.config.search.max_open_nodes:
+            waiting = [r for r in self.tree.pending_trials() if r.trial_id not in self._in_flight]
+            if len(waiting) >= self.config.ray.max_concurrent:
+                return  # enough queued work; expand later with fresher evidence
+            if not self._expand():
+                break
+        if not self.tree.open_nodes() and not self._in_flight:
+            self._begin_integration("no proposer has anything left to try")
+
+    def _expand(self) -> bool:
+        parent = policy.expansion_parent(self.tree, self.config)
+        if parent is None:
+            return False
+        context = ProposalContext(parent_id=parent.node_id, parent_params=dict(parent.params), history=self._history())
+        tries = 0
+        for proposer in self.proposers:
+            while tries < MAX_PROPOSAL_TRIES:
+                change = self._ask(proposer, context)
+                if change is None:
+                    break
+                tries += 1
+                if self._admit(parent, change, proposer) is not None:
+                    return True
+        return False
+
+    def _ask(self, proposer: Proposer, context: ProposalContext) -> Change | None:
+        """One proposal, or None. A proposer's error (a hypotheses file edited into invalid
+        YAML while the campaign runs) is journaled once and skipped; the campaign goes on."""
+        try:
+            if proposer.exhausted():
+                return None
+            return proposer.propose(context)
+        except (QueueFileError, ValueError, OSError) as exc:
+            message = f"proposer {proposer.name} skipped: {exc}"
+            if message != self._last_proposer_error.get(proposer.name):
+                self._last_proposer_error[proposer.name] = message
+                self.tree.record("note", message=message)
+            return None
+
+    def _history(self) -> list[tuple[Change, float | None]]:
+        history = []
+        for node in self.tree.nodes.values():
+            if node.change is None or node.status is NodeStatus.OPEN:
+                continue
+            history.append((node.change, (node.decision or {}).get("evidence", {}).get("mean")))
+        return history
+
+    def _admit(self, parent: Node, change: Change, proposer: Proposer | None) -> Node | None:
+        """Screen a proposal; create its node if it passes, else journal why not."""
+        proposal_id = self.tree.next_proposal_id()
+        # A graft re-applies changes already tried, on purpose: memory does not judge it.
+        remembered = change.proposer != integration.PROPOSER
+        duplicate = self.memory.duplicate_of(change) if remembered else None
+        reason = f"duplicate of {duplicate}" if duplicate else self._screen(parent, change)
+        if remembered:
+            self.memory.remember(change, proposal_id)
+        if reason:
+            self.tree.record(
+                "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),
+                verdict="rejected", reason=reason, node_id=None, duplicate_of=duplicate,
+            )
+            if proposer is not None:
+                proposer.observe(change, Outcome("REJECTED", None))
+            return None
+        node_id = self.tree.next_node_id()
+        params = {**parent.params, **change.params}
+        commit = self.workspace.commit(parent, node_id, change, params)
+        self.tree.record(
+            "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),
+            verdict="accepted", reason="", node_id=node_id, duplicate_of=None,
+        )
+        origin = "integration" if change.proposer == integration.PROPOSER else "search"
+        self.tree.record(
+            "node_created", node_id=node_id, parent_id=parent.node_id, change=change.to_dict(),
+            commit=commit, params=params, origin=origin,
+        )
+        node = self.tree.nodes[node_id]
+        self._request_seeds(node, policy.seed_sequence(self.config)[: self.config.seeds.initial])
+        return node
+
+    def _screen(self, parent: Node, change: Change) -> str:
+        if change.kind == "params":
+            return self._screen_params(change)
+        return self.workspace.check(parent, change)
+
+    def _screen_params(self, change: Change) -> str:
+        if change.proposer != integration.PROPOSER and len(change.params) != 1:
+            return f"changes {len(change.params)} hyperparameters at once; a change alters exactly one"
+        for name, value in change.params.items():
+            spec = self.config.params.get(name)
+            if spec is None:
+                return f"unknown hyperparameter {name!r}; declared: {', '.join(sorted(self.config.params))}"
+            if spec.type == "choice" and value not in (spec.values or []):
+                return f"{name}={value!r} is not one of {spec.values}"
+            if spec.type != "choice":
+                assert spec.low is not None and spec.high is not None
+                if not isinstance(value, int | float) or not spec.low <= value <= spec.high:
+                    return f"{name}={value!r} is outside [{spec.low}, {spec.high}]"
+        return ""
+
+    def _request_seeds(self, node: Node, seeds: list[int]) -> None:
+        """Ask for seeds on a node, and on its parent where the pair is missing."""
+        if node.parent_id is not None:
+            parent = self.tree.nodes[node.parent_id]
+            missing = [s for s in seeds if s not in parent.seeds]
+            if missing:
+                self.tree.record("seeds_requested", node_id=parent.node_id, seeds=missing)
+        self.tree.record("seeds_requested", node_id=node.node_id, seeds=seeds)
+
+    def _begin_integration(self, reason: str) -> None:
+        winners = integration.branch_winners(self.tree, self.config)
+        self.tree.record("note", message=f"search stopped: {reason}")
+        if not self.config.integration.enabled or len(winners) < 2:
+            why = "integration disabled" if not self.config.integration.enabled else (
+                f"{len(winners)} branch winner(s): nothing to combine"
+            )
+            self._finish(f"search stopped ({reason}); {why}")
+            return
+        self.tree.record("phase_changed", phase=Phase.INTEGRATION.value, winners=winners)
+
+    def _integration_step(self) -> None:
+        winners = self.tree.winners
+        if any(n.origin == "integration" for n in self.tree.open_nodes()):
+            return
+        budget = self.config.integration.max_trials
+        used = sum(1 for r in self.tree.trials.values() if self.tree.nodes[r.node_id].origin == "integration"
+                   and r.state is not TrialState.PENDING)
+        while integration.grafts_tried(self.tree) < len(winners) - 1:
+            if used >= budget:
+                self._finish(f"integration trial budget reached ({used} of {budget})")
+                return
+            combination = self.tree.nodes[integration.current_combination(self.tree, winners)]
+            graft = integration.plan_graft(self.tree, combination, winners[integration.grafts_tried(self.tree) + 1])
+            if graft.change is None:
+                self.tree.record(
+                    "proposal", proposal_id=self.tree.next_proposal_id(), parent_id=combination.node_id,
+                    change=Change(kind="code", aspect="integration", hypothesis=f"graft {graft.winner_id}",
+                                  proposer=integration.PROPOSER, source_id=graft.winner_id).to_dict(),
+                    verdict="rejected", reason=graft.reason, node_id=None, duplicate_of=None,
+                )
+                continue
+            if self._admit(combination, graft.change, None) is not None:
+                return
+        final = integration.current_combination(self.tree, winners)
+        gain = policy.estimate_vs_root(self.tree, final, self.config)
+        self.tree.record("incumbent_changed", node_id=final, gain=gain)
+        self._finish(f"integration done: {final} is the final combination")
+
+    def _finish(self, reason: str) -> None:
+        self.tree.record("campaign_finished", reason=reason)
+        if self._on_finish is not None:
+            self._on_finish()
+
+    # ----- trials in and out -------------------------------------------------------------
+    def next_trial(self) -> TrialRecord | str | None:
+        """The next trial to run (marked started), None to wait, or FINISHED."""
+        self._advance()
+        if self.tree.phase is Phase.DONE:
+            return FINISHED if not self._in_flight else None
+        for record in self.tree.pending_trials():
+            if record.trial_id in self._in_flight:
+                continue
+            if self.tree.phase is Phase.SEARCH and self._search_budget_left() <= 0:
+                return None
+            self.tree.record("trial_started", trial_id=record.trial_id, node_id=record.node_id, seed=record.seed)
+            self._in_flight.add(record.trial_id)
+            return record
+        return None
+
+    def record_result(self, trial_id: str, result: dict[str, Any] | None, error: bool = False) -> None:
+        """Record a trial's result; a trial with no result was lost and runs again."""
+        self._in_flight.discard(trial_id)
+        record = self.tree.trials.get(trial_id)
+        if record is None or record.state.is_finished():
+            return
+        if result is not None:
+            self.tree.record("trial_finished", result=result)
+        elif record.attempts >= MAX_LOST:
+            failed = TrialResult(
+                trial_id=trial_id, node_id=record.node_id, seed=record.seed, state=TrialState.FAIL,
+                failure_stage=FailureStage.SETUP, finished_at=time.time(),
+                message=f"the trial's worker was lost {record.attempts} times (Ray error); check the cluster",
+            )
+            self.tree.record("trial_finished", result=failed.to_dict())
+        else:
+            self.tree.record("trial_lost", trial_id=trial_id, reason="worker lost" if error else "no result")
+        self._advance()
+
+    def release_in_flight(self) -> None:
+        """The campaign stops: trials handed out and not reported will run again on resume."""
+        for trial_id in sorted(self._in_flight):
+            self.tree.record("trial_lost", trial_id=trial_id, reason="campaign stopped while it ran")
+        self._in_flight.clear()
+
+    @property
+    def running(self) -> int:
+        return len(self._in_flight)
+
+    def progress(self) -> dict[str, Any]:
+        tree = self.tree
+        incumbent = tree.nodes.get(tree.incumbent_id or "")
+        return {
+            "name": self.config.name,
+            "phase": tree.phase.value,
+            "finished_reason": tree.finished_reason,
+            "running": len(self._in_flight),
+            "counts": tree.counts(),
+            "trials_spent": sum(1 for r in tree.trials.values() if r.state is not TrialState.PENDING),
+            "max_trials": self.config.budget.max_trials,
+            "elapsed_s": tree.elapsed_s(time.time()),
+            "max_wall_s": self.config.budget.max_wall_s,
+            "incumbent": None if incumbent is None else {
+                "node_id": incumbent.node_id,
+                "change": incumbent.change.describe() if incumbent.change else "baseline",
+                "gain": policy.estimate_vs_root(tree, incumbent.node_id, self.config),
+            },
+            "proposals": len(tree.proposals),
+            "sessions": len(tree.sessions),
+        }
+
