@@ -94,14 +94,16 @@ class SearchEngine:
     def _advance(self) -> None:
         if self.tree.phase is Phase.DONE:
             return
-        self._judge_settled_nodes()
-        self._update_incumbent()
+        if self._judge_settled_nodes() or self.tree.incumbent_id is None:
+            self._update_incumbent()
         if self.tree.phase is Phase.SEARCH:
             self._search_step()
         if self.tree.phase is Phase.INTEGRATION:
             self._integration_step()
 
-    def _judge_settled_nodes(self) -> None:
+    def _judge_settled_nodes(self) -> bool:
+        """Decide every node whose evidence is complete; True when anything was decided."""
+        decided = False
         for node in list(self.tree.open_nodes()):
             # One failed trial fails the node: its other seeds would only spend budget.
             if not policy.node_is_settled(self.tree, node) and not policy.has_failure(self.tree, node):
@@ -117,6 +119,7 @@ class SearchEngine:
                 "decision", node_id=node.node_id, status=verdict.status.value,
                 reason=verdict.reason, evidence=verdict.evidence,
             )
+            decided = True
             if node.node_id == ROOT_ID:
                 if verdict.status is NodeStatus.FAILED:
                     self._finish(f"the baseline failed, so nothing can be compared: {verdict.reason}")
@@ -124,6 +127,7 @@ class SearchEngine:
                     self.tree.record("phase_changed", phase=Phase.SEARCH.value)
             elif node.change is not None:
                 self._notify(node)
+        return decided
 
     def _notify(self, node: Node) -> None:
         assert node.change is not None

@@ -169,8 +169,11 @@ def estimate_vs_root(tree: SearchTree, node_id: str, config: CampaignConfig) -> 
         return 0.0
     objective = config.objective
     mine, theirs, _ = paired_values(tree, node_id, ROOT_ID, objective)
-    comparison = paired_comparison(mine, theirs, direction=config.metrics[objective].direction)
-    return comparison.mean if comparison.n else -math.inf
+    shared = [s for s in mine if s in theirs]
+    if not shared:
+        return -math.inf
+    sign = 1.0 if config.metrics[objective].direction == "max" else -1.0
+    return sign * sum(mine[s] - theirs[s] for s in shared) / len(shared)
 
 
 def best_node(tree: SearchTree, config: CampaignConfig) -> str | None:

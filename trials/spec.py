@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -121,9 +122,13 @@ class Fingerprint:
         "budget_s",
     )
 
-    def comparability_key(self) -> str:
+    @cached_property
+    def _key(self) -> str:
         payload = json.dumps({k: getattr(self, k) for k in self.COMPARED}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def comparability_key(self) -> str:
+        return self._key
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
