@@ -197,9 +197,49 @@ def expansion_parent(tree: SearchTree, config: CampaignConfig) -> Node | None:
 
 
 def search_stop_reason(tree: SearchTree, config: CampaignConfig, now: float) -> str | None:
+    """The first stopping criterion that holds, in words, or None."""
+    budget = config.budget
     spent = sum(1 for r in tree.trials.values() if r.state is not TrialState.PENDING)
-    if spent >= config.budget.max_trials:
-        return f"trial budget reached ({spent} of {config.budget.max_trials})"
-    if tree.elapsed_s(now) >= config.budget.max_wall_s:
-        return f"wall-clock budget reached ({config.budget.max_wall_s:.0f} s)"
+    if spent >= budget.max_trials:
+        return f"trial budget reached ({spent} of {budget.max_trials})"
+    if tree.elapsed_s(now) >= budget.max_wall_s:
+        return f"wall-clock budget reached ({budget.max_wall_s:.0f} s)"
+    if budget.max_gpu_hours is not None:
+        used = gpu_hours(tree, config)
+        if used >= budget.max_gpu_hours:
+            return f"GPU-hour budget reached ({used:.2f} of {budget.max_gpu_hours:g})"
+    if budget.max_llm_usd is not None:
+        usd = sum(p.change.cost_usd for p in tree.proposals)
+        if usd >= budget.max_llm_usd:
+            return f"LLM spend cap reached (${usd:.2f} of ${budget.max_llm_usd:.2f})"
+    if budget.patience is not None:
+        stale = decided_since_incumbent(tree)
+        if stale >= budget.patience:
+            return f"patience exhausted: {stale} changes decided without a new incumbent"
+    if budget.target is not None and tree.incumbent_id is not None:
+        values = list(tree.completed_values(tree.incumbent_id, config.objective).values())
+        if values:
+            mean = sum(values) / len(values)
+            reached = mean >= budget.target if config.metrics[config.objective].direction == "max" else (
+                mean <= budget.target
+            )
+            if reached:
+                where = f"{config.objective} {mean:.4g} on {tree.incumbent_id}"
+                return f"target reached: {where} (target {budget.target:g})"
     return None
+
+
+def gpu_hours(tree: SearchTree, config: CampaignConfig) -> float:
+    """GPU-hours of finished trials: their duration times the GPUs each was given."""
+    seconds = sum(r.result.duration_s for r in tree.trials.values() if r.result is not None)
+    return seconds * config.ray.gpus_per_trial / 3600.0
+
+
+def decided_since_incumbent(tree: SearchTree) -> int:
+    """Search changes decided after the incumbent was promoted (or since the start)."""
+    decided = [n for n in tree.nodes.values() if n.origin == "search" and n.status is not NodeStatus.OPEN]
+    incumbent = tree.nodes.get(tree.incumbent_id or "")
+    if incumbent is None or incumbent.parent_id is None:
+        return len(decided)
+    order = list(tree.nodes)
+    return sum(1 for n in decided if order.index(n.node_id) > order.index(incumbent.node_id))
