@@ -140,6 +140,7 @@ class SearchConfig(_Model):
     proposers: list[ProposerConfig] = Field(min_length=1)
     max_children: int = Field(default=20, ge=1, description="children per node at most")
     max_open_nodes: int = Field(default=4, ge=1, description="nodes under evaluation at once")
+    exploration: float = Field(default=1.0, ge=0, description="UCB weight of a node's uncertainty when expanding")
 
 
 class BudgetConfig(_Model):

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from orchestrator.config import CampaignConfig, MetricConfig
 from orchestrator.stats import Decision, Verdict, decide, paired_comparison
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, SearchTree
@@ -185,15 +187,45 @@ def best_node(tree: SearchTree, config: CampaignConfig) -> str | None:
 
 
 def expansion_parent(tree: SearchTree, config: CampaignConfig) -> Node | None:
-    """The incumbent first, then other measured nodes by estimate, each up to max_children."""
-    ranked = sorted(
-        (n for n in tree.nodes.values() if n.status.expandable and n.origin != "integration"),
-        key=lambda n: (-estimate_vs_root(tree, n.node_id, config), int(n.node_id[1:])),
-    )
-    for node in ranked:
-        if len(node.children) < config.search.max_children:
-            return node
-    return None
+    """The measured node (baseline or promoted) with the highest upper confidence bound.
+
+    UCB = estimated gain over the baseline + exploration x its standard error, minus the share
+    of its child budget already spent (times the same standard error), so a well-explored node
+    yields to a promising, less-explored one. Ties go to the faster node, then the older one.
+    Deterministic, so a replayed campaign expands the same nodes.
+    """
+    candidates = [
+        n for n in tree.nodes.values()
+        if n.status.expandable and n.origin != "integration" and len(n.children) < config.search.max_children
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda n: (_ucb(tree, n, config), -_mean_duration(tree, n), -int(n.node_id[1:])))
+
+
+def _ucb(tree: SearchTree, node: Node, config: CampaignConfig) -> float:
+    estimate, se = _estimate_and_se(tree, node.node_id, config)
+    spent = len(node.children) / config.search.max_children
+    return estimate + config.search.exploration * se * (1.0 - spent)
+
+
+def _estimate_and_se(tree: SearchTree, node_id: str, config: CampaignConfig) -> tuple[float, float]:
+    if node_id == ROOT_ID:
+        values = list(tree.completed_values(ROOT_ID, config.objective).values())
+        spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        return 0.0, spread / math.sqrt(max(1, len(values)))
+    mine, theirs, _ = paired_values(tree, node_id, ROOT_ID, config.objective)
+    sign = 1.0 if config.metrics[config.objective].direction == "max" else -1.0
+    diffs = [sign * (mine[s] - theirs[s]) for s in mine if s in theirs]
+    if not diffs:
+        return -math.inf, 0.0
+    spread = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else abs(diffs[0])
+    return float(np.mean(diffs)), spread / math.sqrt(len(diffs))
+
+
+def _mean_duration(tree: SearchTree, node: Node) -> float:
+    durations = [r.result.duration_s for r in tree.node_trials(node.node_id) if r.result is not None]
+    return sum(durations) / len(durations) if durations else 0.0
 
 
 def search_stop_reason(tree: SearchTree, config: CampaignConfig, now: float) -> str | None:

@@ -102,7 +102,7 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
         "counts": tree.counts(),
         "decisions": decisions,
         "rejected_proposals": rejected,
-        "integration": _integration(tree),
+        "integration": _integration(tree, config),
         "elapsed_s": round(tree.elapsed_s(), 1),
         "fingerprints": sorted({
             r.result.fingerprint.comparability_key() for r in tree.trials.values() if r.result is not None
@@ -110,7 +110,7 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
     }
 
 
-def _integration(tree: SearchTree) -> dict[str, Any]:
+def _integration(tree: SearchTree, config: CampaignConfig) -> dict[str, Any]:
     grafts = []
     for proposal in tree.proposals:
         if proposal.change.proposer != "integration":
@@ -127,7 +127,39 @@ def _integration(tree: SearchTree) -> dict[str, Any]:
         "winners": tree.winners,
         "grafts": grafts,
         "final": kept[-1] if kept else (tree.winners[0] if tree.winners else None),
+        "ablation": _ablation(tree, config, grafts),
     }
+
+
+def _ablation(tree: SearchTree, config: CampaignConfig, grafts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each branch winner's gain alone (over the baseline) and in the combination (over what it
+    was grafted on), with intervals. A change that helps alone but adds clearly less on top of
+    the combination is a conflict in effect."""
+    rows = []
+    by_winner = {g["winner"]: g for g in grafts}
+    for index, winner in enumerate(tree.winners):
+        alone = gain_vs_baseline(tree, config, winner)
+        graft = by_winner.get(winner)
+        if index == 0:
+            combined, kept, conflict = alone, True, None
+        elif graft is None:
+            combined, kept, conflict = None, False, "not tried (integration budget)"
+        elif graft["node_id"] is None:
+            combined, kept, conflict = None, False, f"textual: {graft['reason']}"
+        else:
+            evidence = (tree.nodes[graft["node_id"]].decision or {}).get("evidence") or {}
+            combined = {k: _clean(evidence.get(k)) for k in ("n", "mean", "ci_low", "ci_high")}
+            kept = graft["status"] == NodeStatus.PROMOTED.value
+            conflict = None
+            low, high = alone.get("ci_low"), combined.get("ci_high")
+            if not kept and low is not None and high is not None and high < low:
+                conflict = "in effect: adds clearly less on top of the combination than alone"
+        chain = chain_of(tree, tree.nodes[winner])
+        rows.append({
+            "winner": winner, "changes": [link["change"] for link in chain], "alone": alone,
+            "in_combination": combined, "kept": kept, "conflict": conflict,
+        })
+    return rows
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -234,8 +266,21 @@ def _integration_section(data: dict[str, Any]) -> list[str]:
     lines.append("")
     for graft in integ["grafts"]:
         lines.append(f"- graft {graft['winner']} onto {graft['onto']}: {graft['status']} ({graft['reason']})")
-    lines += ["", f"Final combination: **{integ['final']}**."]
+    lines += ["", f"Final combination: **{integ['final']}**.", "", "### Ablation", "",
+              "Each winner's gain alone (over the baseline) and in the combination (over what it was grafted on).", "",
+              "| winner | changes | alone | in combination | kept | conflict |", "|---|---|---|---|---|---|"]
+    for row in integ["ablation"]:
+        lines.append(
+            f"| {row['winner']} | {_cell('; '.join(row['changes']))} | {_gain(row['alone'])} | "
+            f"{_gain(row['in_combination'])} | {'yes' if row['kept'] else 'no'} | {_cell(row['conflict'] or '')} |"
+        )
     return lines
+
+
+def _gain(stats: dict[str, Any] | None) -> str:
+    if not stats or stats.get("mean") is None:
+        return "–"
+    return f"{_fmt_signed(stats['mean'])} [{_fmt_signed(stats['ci_low'])}, {_fmt_signed(stats['ci_high'])}]"
 
 
 def _counts(counts: dict[str, int]) -> str:

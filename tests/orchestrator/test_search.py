@@ -96,6 +96,11 @@ def test_integration_keeps_a_graft_that_helps(tmp_path: Path) -> None:
         ).stdout
 
     assert "BONUS = 0.2" in show("model.py") and "EXTRA = 0.1" in show("features.py")
+    # The ablation table shows each winner alone and in the combination.
+    first, second = integration["ablation"]
+    assert first["kept"] and second["kept"] and second["conflict"] is None
+    assert second["in_combination"]["mean"] > 0 and second["alone"]["ci_low"] > 0
+    assert "### Ablation" in report.notebook(config, tree)
 
 
 def test_every_child_runs_on_its_parents_seeds(tmp_path: Path) -> None:
