@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from orchestrator import sequential
 from trials.entrypoint import COMMAND_FIELDS
 
 BUILTIN_METRICS = ("train_time_s",)  # measured by arborist around the train step
@@ -104,8 +105,8 @@ class ParamConfig(_Model):
 
 class SeedsConfig(_Model):
     baseline: int = Field(default=5, ge=1, description="seeds for the root (baseline)")
-    initial: int = Field(default=3, ge=1, description="first seeds of a child, paired with its parent")
-    max: int = Field(default=8, ge=1, description="cap of seeds per node")
+    initial: int = Field(default=1, ge=1, description="first seeds of a child, paired with its parent")
+    max: int = Field(default=sequential.N_MAX, ge=1, description="cap of seeds per node")
     start: int = Field(default=0, ge=0, description="first seed value")
 
     @model_validator(mode="after")
@@ -118,9 +119,25 @@ class SeedsConfig(_Model):
 
 
 class StatsConfig(_Model):
-    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="error rate of a promotion")
-    min_effect: float = Field(default=0.0, ge=0, description="smallest gain worth promoting")
+    """The decision rule; docs/statistics.md states what each number guarantees."""
+
+    fdr: float = Field(default=sequential.FDR, gt=0, lt=0.5, description="bound on the false-discovery rate (mFDR)")
+    initial_wealth: float = Field(
+        default=sequential.W0, gt=0, lt=0.5, description="bound on P(any promotion) when every change is null"
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="level of integration grafts")
+    beta: float = Field(default=sequential.BETA, gt=0, lt=1, description="futility: P(pruned | gain = delta1)")
+    theta: float = Field(default=sequential.THETA, gt=0, description="delta1 in sds of a paired difference")
+    min_effect: float = Field(default=0.0, ge=0, description="smallest gain worth promoting, in objective units")
+    confirm_seeds: int = Field(default=1, ge=0, description="fresh seeds a promotion must hold on")
+    min_seeds: int = Field(default=sequential.N_MIN, ge=1, description="no promotion on fewer paired seeds")
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+    @model_validator(mode="after")
+    def _wealth_below_fdr(self) -> StatsConfig:
+        if self.initial_wealth > self.fdr:
+            raise ValueError(f"initial_wealth ({self.initial_wealth}) must not exceed fdr ({self.fdr})")
+        return self
 
 
 class ProposerConfig(_Model):

@@ -17,6 +17,7 @@ from orchestrator.config import CampaignConfig
 from orchestrator.memory import Memory
 from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
 from orchestrator.proposers.queue import QueueFileError
+from orchestrator.sequential import AlphaLedger, NoiseModel
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, SearchTree, TrialRecord
 from trials.spec import FailureStage, TrialResult, TrialState
 
@@ -51,6 +52,8 @@ class SearchEngine:
         self.proposers = proposers
         self.workspace = workspace
         self.memory = Memory()
+        self.noise = NoiseModel()
+        self.alpha = self._new_alpha_ledger()
         self._clock = clock
         self._on_finish = on_finish
         self._in_flight: set[str] = set()
@@ -81,6 +84,7 @@ class SearchEngine:
                 proposer.observe(proposal.change, outcome)
         for record in self.tree.running_trials():
             self.tree.record("trial_lost", trial_id=record.trial_id, reason="campaign stopped while it ran")
+        self._rebuild_accounts()
 
     def _outcome(self, node_id: str | None, verdict: str) -> Outcome | None:
         if node_id is None:
@@ -111,8 +115,13 @@ class SearchEngine:
             if node.node_id == ROOT_ID:
                 verdict = policy.judge_root(self.tree, self.config)
             else:
-                verdict = policy.judge_child(self.tree, node, self.config)
+                verdict = policy.judge_child(self.tree, node, self.config, self.noise)
             if verdict.status is None:
+                if verdict.confirm:
+                    self.tree.record(
+                        "confirmation_requested", node_id=node.node_id, seeds=verdict.more_seeds,
+                        reason=verdict.reason, evidence=verdict.evidence,
+                    )
                 self._request_seeds(node, verdict.more_seeds)
                 continue
             self.tree.record(
@@ -120,6 +129,7 @@ class SearchEngine:
                 reason=verdict.reason, evidence=verdict.evidence,
             )
             decided = True
+            self._account(node, verdict.status, verdict.evidence)
             if node.node_id == ROOT_ID:
                 if verdict.status is NodeStatus.FAILED:
                     self._finish(f"the baseline failed, so nothing can be compared: {verdict.reason}")
@@ -128,6 +138,39 @@ class SearchEngine:
             elif node.change is not None:
                 self._notify(node)
         return decided
+
+    def _new_alpha_ledger(self) -> AlphaLedger:
+        stats = self.config.stats
+        return AlphaLedger(fdr=stats.fdr, w0=stats.initial_wealth)
+
+    def _account(self, node: Node, status: NodeStatus, evidence: dict[str, Any]) -> None:
+        """Feed a decision to the pooled noise model and the campaign's alpha-wealth."""
+        cohort = policy.noise_cohort(self.tree, node, self.config)
+        if node.node_id == ROOT_ID and status is NodeStatus.BASELINE:
+            values = list(self.tree.completed_values(ROOT_ID, self.config.objective).values())
+            self.noise.add_replicates(cohort, ROOT_ID, values)
+        elif status in (NodeStatus.PROMOTED, NodeStatus.PRUNED) and evidence.get("diffs"):
+            self.noise.add_differences(cohort, node.node_id, evidence["diffs"])
+        if node.alpha_test and node.alpha_test in self.alpha.open:
+            p_value = float(evidence.get("p_value", 1.0))
+            self.alpha.finish(node.alpha_test, promoted=status is NodeStatus.PROMOTED, p_value=p_value)
+
+    def _rebuild_accounts(self) -> None:
+        """Replay creations and decisions in journal order into the noise model and alpha-wealth."""
+        self.noise = NoiseModel()
+        self.alpha = self._new_alpha_ledger()
+        steps: list[tuple[int, int, Node]] = []
+        for node in self.tree.nodes.values():
+            if node.alpha_test:
+                steps.append((node.created_seq, 0, node))
+            if node.status is not NodeStatus.OPEN:
+                steps.append((node.decided_seq, 1, node))
+        for _, kind, node in sorted(steps, key=lambda step: (step[0], step[1])):
+            if kind == 0:
+                self.alpha.tests = max(self.alpha.tests, node.alpha_test)
+                self.alpha.open[node.alpha_test] = node.alpha_level
+            else:
+                self._account(node, node.status, (node.decision or {}).get("evidence") or {})
 
     def _notify(self, node: Node) -> None:
         assert node.change is not None
@@ -144,6 +187,12 @@ class SearchEngine:
             self.tree.record(
                 "incumbent_changed", node_id=best, gain=policy.estimate_vs_root(self.tree, best, self.config)
             )
+
+    def _tests_remaining(self) -> float:
+        """About how many more changes the trial budget can test (for spending alpha-wealth)."""
+        decided = [n for n in self.tree.nodes.values() if n.origin == "search" and n.status is not NodeStatus.OPEN]
+        per_test = max(2.0, sum(len(n.seeds) for n in decided) / len(decided)) if decided else 6.0
+        return max(1.0, self._search_budget_left() / per_test)
 
     def _search_budget_left(self) -> int:
         spent = sum(1 for r in self.tree.trials.values() if r.state is not TrialState.PENDING)
@@ -234,9 +283,12 @@ class SearchEngine:
             verdict="accepted", reason="", node_id=node_id, duplicate_of=None,
         )
         origin = "integration" if change.proposer == integration.PROPOSER else "search"
+        test, level = (0, self.config.stats.alpha) if origin == "integration" else self.alpha.start(
+            remaining=self._tests_remaining()
+        )
         self.tree.record(
             "node_created", node_id=node_id, parent_id=parent.node_id, change=change.to_dict(),
-            commit=commit, params=params, origin=origin,
+            commit=commit, params=params, origin=origin, alpha_test=test, alpha_level=level,
         )
         node = self.tree.nodes[node_id]
         self._request_seeds(node, policy.seed_sequence(self.config)[: self.config.seeds.initial])

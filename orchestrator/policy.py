@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from orchestrator.config import CampaignConfig, MetricConfig
-from orchestrator.stats import Decision, Verdict, decide, paired_comparison
+from orchestrator.sequential import NoiseModel, sequential_test
+from orchestrator.stats import Verdict
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, SearchTree
 from trials.spec import TrialState
 
@@ -26,6 +27,7 @@ class NodeVerdict:
     reason: str
     evidence: dict[str, Any] = field(default_factory=dict)
     more_seeds: list[int] = field(default_factory=list)
+    confirm: bool = False  # the more_seeds are fresh seeds that must confirm a promotion
 
 
 def seed_sequence(config: CampaignConfig) -> list[int]:
@@ -75,36 +77,46 @@ def judge_root(tree: SearchTree, config: CampaignConfig) -> NodeVerdict:
     return NodeVerdict(NodeStatus.BASELINE, f"baseline measured on {len(values)} seeds")
 
 
-def judge_child(tree: SearchTree, node: Node, config: CampaignConfig) -> NodeVerdict:
-    """Promote, prune, fail, or ask for more seeds, from the node's paired evidence."""
+def judge_child(tree: SearchTree, node: Node, config: CampaignConfig, noise: NoiseModel) -> NodeVerdict:
+    """Promote, prune, fail, confirm or ask for more seeds, from the node's paired evidence.
+
+    The sequential test (orchestrator/sequential.py) runs on the paired differences with the
+    campaign's pooled noise estimate and the level the node was granted when it was created.
+    A node that crosses the promotion boundary is then run on `stats.confirm_seeds` fresh seeds,
+    and is promoted only if its gain holds there too.
+    """
     failed = _failures(tree, node)
     if failed:
         return NodeVerdict(NodeStatus.FAILED, failed)
     assert node.parent_id is not None
     parent = tree.nodes[node.parent_id]
-    objective = config.objective
-    mine, theirs, mismatched = paired_values(tree, node.node_id, parent.node_id, objective)
-    comparison = paired_comparison(
-        mine, theirs, direction=config.metrics[objective].direction, confidence=config.stats.confidence
-    )
-    siblings = sum(1 for c in parent.children if tree.nodes[c].status is not NodeStatus.FAILED)
-    decision = decide(
-        comparison,
-        alpha=config.stats.alpha,
-        siblings=siblings,
-        min_effect=config.stats.min_effect,
-        n_min=min(config.seeds.initial, config.seeds.max),
+    diffs, seeds, mismatched = paired_differences(tree, node, parent, config)
+    if node.confirm_seeds:
+        return _confirm(tree, node, parent, config, diffs, seeds)
+    stats = config.stats
+    estimate = noise.sigma_d(noise_cohort(tree, node, config), pending=diffs)
+    level = node.alpha_level if node.alpha_test else stats.alpha
+    decision = sequential_test(
+        diffs,
+        sigma_d=estimate[0] if estimate else None,
+        df=estimate[1] if estimate else 0.0,
+        alpha=level,
+        beta=stats.beta,
+        theta=stats.theta,
+        min_effect=stats.min_effect,
+        n_min=min(stats.min_seeds, config.seeds.max),
         n_max=config.seeds.max,
+        confidence=stats.confidence,
     )
-    evidence = _evidence(decision, siblings)
+    evidence = {"test": "truncated SPRT, pooled noise", **decision.to_dict(), "seeds": seeds, "diffs": diffs}
     if mismatched:
         evidence["fingerprint_mismatch_seeds"] = mismatched
     if decision.verdict is Verdict.CONTINUE:
-        if len(node.seeds) >= config.seeds.max:
+        more = next_seeds(node, config, 1)
+        if len(node.seeds) >= config.seeds.max and mismatched:
             reason = f"no comparable evidence at the seed cap: seeds {mismatched} ran under other fingerprints"
             return NodeVerdict(NodeStatus.PRUNED, reason, evidence)
-        seeds = seed_sequence(config)
-        return NodeVerdict(None, decision.reason, evidence, [seeds[len(node.seeds)]])
+        return NodeVerdict(None, decision.reason, evidence, more)
     if decision.verdict is Verdict.PRUNE:
         return NodeVerdict(NodeStatus.PRUNED, decision.reason, evidence)
     broken = guard_violations(tree, node, parent, config)
@@ -112,7 +124,65 @@ def judge_child(tree: SearchTree, node: Node, config: CampaignConfig) -> NodeVer
         evidence["guards"] = broken
         reason = "improves the objective but breaks a guard: " + "; ".join(broken)
         return NodeVerdict(NodeStatus.PRUNED, reason, evidence)
+    if stats.confirm_seeds and node.origin == "search":
+        fresh = next_seeds(node, config, stats.confirm_seeds)
+        return NodeVerdict(None, decision.reason, evidence, fresh, confirm=True)
     return NodeVerdict(NodeStatus.PROMOTED, decision.reason, evidence)
+
+
+def _confirm(
+    tree: SearchTree, node: Node, parent: Node, config: CampaignConfig, diffs: list[float], seeds: list[int]
+) -> NodeVerdict:
+    """The promotion stands only if the gain holds on the fresh seeds too."""
+    evidence = dict((node.decision or {}).get("evidence") or {})
+    first = dict(tree.confirmations.get(node.node_id, {}))
+    fresh = [d for d, s in zip(diffs, seeds, strict=True) if s in node.confirm_seeds]
+    evidence.update(first)
+    evidence.update({"confirm_seeds": node.confirm_seeds, "confirm_diffs": fresh, "seeds": seeds, "diffs": diffs})
+    if not fresh:
+        return NodeVerdict(NodeStatus.PRUNED, "its fresh seeds ran under other fingerprints", evidence)
+    mean = sum(fresh) / len(fresh)
+    seeds_text = ", ".join(str(s) for s in node.confirm_seeds)
+    # The fresh seeds are a few draws: they refute the promotion only when their mean falls
+    # more than one standard error below the minimum effect, which a real gain rarely does.
+    sigma_d = float(first.get("sigma_d") or 0.0)
+    tolerance = sigma_d / math.sqrt(len(fresh)) if math.isfinite(sigma_d) else 0.0
+    evidence["confirm_tolerance"] = tolerance
+    if mean > config.stats.min_effect - tolerance:
+        reason = f"{first.get('reason', 'promotion boundary crossed')}; held on fresh seeds {seeds_text} ({mean:+.4g})"
+        return NodeVerdict(NodeStatus.PROMOTED, reason, evidence)
+    reason = f"crossed the promotion boundary, but did not hold on fresh seeds {seeds_text} ({mean:+.4g})"
+    return NodeVerdict(NodeStatus.PRUNED, reason, evidence)
+
+
+def paired_differences(
+    tree: SearchTree, node: Node, parent: Node, config: CampaignConfig
+) -> tuple[list[float], list[int], list[int]]:
+    """The node's gains over its parent per shared seed (positive is better), in seed order."""
+    objective = config.objective
+    mine, theirs, mismatched = paired_values(tree, node.node_id, parent.node_id, objective)
+    sign = 1.0 if config.metrics[objective].direction == "max" else -1.0
+    seeds = sorted(s for s in mine if s in theirs)
+    return [sign * (mine[s] - theirs[s]) for s in seeds], seeds, mismatched
+
+
+def noise_cohort(tree: SearchTree, node: Node, config: CampaignConfig) -> str:
+    """Trials whose noise is pooled together: one objective under one fingerprint."""
+    for record in tree.node_trials(node.node_id):
+        if record.result is not None:
+            return f"{config.objective}:{record.result.fingerprint.comparability_key()}"
+    return f"{config.objective}:"
+
+
+def next_seeds(node: Node, config: CampaignConfig, count: int) -> list[int]:
+    """The next `count` seeds the node has not run, in the campaign's sequence."""
+    out: list[int] = []
+    seed = config.seeds.start
+    while len(out) < count:
+        if seed not in node.seeds:
+            out.append(seed)
+        seed += 1
+    return out
 
 
 def guard_violations(tree: SearchTree, node: Node, parent: Node, config: CampaignConfig) -> list[str]:
@@ -154,15 +224,6 @@ def _failures(tree: SearchTree, node: Node) -> str:
             stage = f" at stage {result.failure_stage.value}" if result.failure_stage else ""
             return f"trial {record.trial_id} {result.state.value}{stage}: {result.message}"
     return ""
-
-
-def _evidence(decision: Decision, siblings: int) -> dict[str, Any]:
-    evidence: dict[str, Any] = {"test": "paired t-test, one-sided, Bonferroni over siblings"}
-    evidence["alpha_corrected"] = decision.alpha
-    evidence["siblings"] = siblings
-    if decision.comparison is not None:
-        evidence.update(decision.comparison.to_dict())
-    return evidence
 
 
 def estimate_vs_root(tree: SearchTree, node_id: str, config: CampaignConfig) -> float:

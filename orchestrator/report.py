@@ -74,7 +74,7 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
             "proposer": node.change.proposer if node.change else "",
             "reason": (node.decision or {}).get("reason", ""),
             "gain": _clean(evidence.get("mean")), "ci_low": _clean(evidence.get("ci_low")),
-            "ci_high": _clean(evidence.get("ci_high")), "p_value": _clean(evidence.get("p_better")),
+            "ci_high": _clean(evidence.get("ci_high")), "p_value": _clean(evidence.get("p_value")),
             "n": evidence.get("n"),
         })
     rejected = [
@@ -185,8 +185,8 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
         "",
     ]
     lines += _incumbent_section(data)
-    lines += ["## Decisions", "", "Each child is compared with its parent on the same seeds "
-              "(one-sided paired t-test, Bonferroni-corrected over siblings). Gain is positive when better.", "",
+    lines += ["## Decisions", "", "Each child is compared with its parent on the same seeds by a sequential test "
+              "with the campaign's pooled noise (docs/statistics.md). Gain is positive when better.", "",
               "| node | parent | change | proposer | status | gain | CI | p | n | reason |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for d in data["decisions"]:

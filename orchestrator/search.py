@@ -172,7 +172,7 @@ def node_rows(tree: SearchTree, config: CampaignConfig) -> list[dict[str, Any]]:
             "gain": evidence.get("mean"),
             "gain_ci_low": evidence.get("ci_low"),
             "gain_ci_high": evidence.get("ci_high"),
-            "p_value": evidence.get("p_better"),
+            "p_value": evidence.get("p_value"),
             "decision_reason": (node.decision or {}).get("reason"),
         })
     return rows

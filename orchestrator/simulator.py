@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,7 +24,7 @@ from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
 from orchestrator.engine import FINISHED, SearchEngine
 from orchestrator.proposers.base import Outcome, ProposalContext
-from orchestrator.tree import Node, NodeStatus, SearchTree, TrialRecord
+from orchestrator.tree import Event, Node, NodeStatus, SearchTree, TrialRecord
 from trials.spec import TrialResult, TrialState
 
 METRIC = "value"
@@ -175,12 +176,25 @@ def sim_config(scenario: Scenario, **overrides: Any) -> CampaignConfig:
     return CampaignConfig.model_validate(data)
 
 
+def default_sim_config(scenario: Scenario, concurrent: int = 1) -> CampaignConfig:
+    """The product's defaults (seeds, stats, policy); one change under test at a time, as the
+    scenario's stream of candidates is defined, unless `concurrent` says otherwise."""
+    return sim_config(scenario, ray={"max_concurrent": concurrent}, search={"max_open_nodes": concurrent})
+
+
 def simulate_campaign(config: CampaignConfig, scenario: Scenario, seed: int) -> CampaignOutcome:
     """Run one campaign of the real engine against the scenario's truth."""
+    return simulate(config, scenario, seed)[1]
+
+
+def simulate(
+    config: CampaignConfig, scenario: Scenario, seed: int, sink: Callable[[Event], None] | None = None
+) -> tuple[SearchTree, CampaignOutcome]:
+    """One campaign; the tree it grew (its events go to `sink`) and its score."""
     truth = _Truth(scenario, np.random.default_rng(seed))
     truth.add_node("n0", 0.0)
     clock = [0.0]
-    tree = SearchTree()
+    tree = SearchTree(sink=sink)
     engine = SearchEngine(config, tree, [_SyntheticProposer(truth)], _SyntheticWorkspace(truth), clock=lambda: clock[0])
     engine.start({}, "n0")
     tree.record("session_started", ts=0.0, resumed=False)
@@ -206,7 +220,7 @@ def simulate_campaign(config: CampaignConfig, scenario: Scenario, seed: int) -> 
         done_at, _, trial_id, result = heapq.heappop(running)
         clock[0] = done_at
         engine.record_result(trial_id, result)
-    return _score(tree, truth, trials, gpu_hours)
+    return tree, _score(tree, truth, trials, gpu_hours)
 
 
 def _result(record: TrialRecord, truth: _Truth, tree: SearchTree) -> dict[str, Any]:

@@ -65,6 +65,11 @@ class Node:
     seeds: list[int] = field(default_factory=list)
     decision: dict[str, Any] | None = None
     children: list[str] = field(default_factory=list)
+    alpha_test: int = 0  # its number in the campaign's stream of tests (0: not in the stream)
+    alpha_level: float = 0.0  # the level the stream granted it
+    confirm_seeds: list[int] = field(default_factory=list)  # fresh seeds that must confirm a promotion
+    created_seq: int = 0
+    decided_seq: int = 0
 
     @property
     def depth(self) -> int:
@@ -106,9 +111,11 @@ class SearchTree:
         self.incumbent_id: str | None = None
         self.finished_reason: str | None = None
         self.winners: list[str] = []  # branch winners, ranked, when integration began
+        self.confirmations: dict[str, dict[str, Any]] = {}  # node -> evidence when it crossed the boundary
         self.sessions: list[dict[str, Any]] = []
         self.last_seq = 0
         self.last_ts = 0.0
+        self._applying = 0  # seq of the event being applied
         self._sink = sink
 
     # ----- writing -----------------------------------------------------------------------
@@ -134,6 +141,7 @@ class SearchTree:
         handler = getattr(self, f"_on_{event.type}", None)
         if handler is None:
             raise ValueError(f"unknown event type {event.type!r} (seq {event.seq})")
+        self._applying = event.seq
         handler(event.data)
         if self.sessions:
             self.sessions[-1]["last_ts"] = event.ts
@@ -159,6 +167,9 @@ class SearchTree:
             params=dict(data["params"]),
             chain=[*parent_chain, data["node_id"]] if parent_id else [],
             origin=data["origin"],
+            alpha_test=int(data.get("alpha_test", 0)),
+            alpha_level=float(data.get("alpha_level", 0.0)),
+            created_seq=self._applying,
         )
         self.nodes[node.node_id] = node
         if parent_id:
@@ -197,6 +208,12 @@ class SearchTree:
         node = self.nodes[data["node_id"]]
         node.status = NodeStatus(data["status"])
         node.decision = dict(data)
+        node.decided_seq = self._applying
+
+    def _on_confirmation_requested(self, data: dict[str, Any]) -> None:
+        node = self.nodes[data["node_id"]]
+        node.confirm_seeds = list(data["seeds"])
+        self.confirmations[node.node_id] = {"reason": data["reason"], **data["evidence"]}
 
     def _on_incumbent_changed(self, data: dict[str, Any]) -> None:
         self.incumbent_id = data["node_id"]

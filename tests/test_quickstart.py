@@ -37,7 +37,7 @@ def test_quickstart_decides_every_change_for_the_right_reason(tmp_path: Path) ->
     assert improvement["ci_low"] > 0
     assert queue["independent-init-stream"]["status"] == "PRUNED"  # neutral: no significant gain
     harmful = queue["quarter-of-data"]
-    assert harmful["status"] == "PRUNED" and "worse than parent" in harmful["reason"], harmful
+    assert harmful["status"] == "PRUNED" and "worse than the parent" in harmful["reason"], harmful
     broken = queue["lr-exp-decay"]
     assert broken["status"] == "FAILED" and "stage run" in broken["reason"], broken
     rejected = {p["source_id"]: p["reason"] for p in summary["rejected_proposals"]}

@@ -50,7 +50,7 @@ def test_toy_campaign_decides_each_change_for_the_right_reason(tmp_path: Path) -
     assert queue["better"]["status"] == "PROMOTED"
     assert queue["better"]["gain"] > 0.15 and queue["better"]["ci_low"] > 0
     assert queue["extra"]["status"] == "PROMOTED"
-    assert queue["worse"]["status"] == "PRUNED" and "worse than parent" in queue["worse"]["reason"]
+    assert queue["worse"]["status"] == "PRUNED" and "worse than the parent" in queue["worse"]["reason"]
     assert queue["breaks"]["status"] == "FAILED" and "stage run" in queue["breaks"]["reason"]
     rejected = {p["source_id"]: p["reason"] for p in summary["rejected_proposals"]}
     assert "protected path evaluate.py" in rejected["tamper"]
@@ -66,7 +66,12 @@ def test_toy_campaign_decides_each_change_for_the_right_reason(tmp_path: Path) -
     for node in tree.nodes.values():
         if node.status is NodeStatus.PROMOTED:
             evidence = node.decision["evidence"]  # type: ignore[index]
-            assert evidence["p_better"] < evidence["alpha_corrected"] and evidence["mean"] > 0
+            # The sequential test fired its upper boundary at the level the node was granted...
+            assert evidence["rule"] == "upper boundary" and evidence["llr"] >= evidence["upper"]
+            assert evidence["p_value"] <= evidence["level"] and evidence["mean"] > 0
+            # ...and the gain held on fresh seeds (search nodes) before the promotion stood.
+            if node.origin == "search":
+                assert node.confirm_seeds and sum(evidence["confirm_diffs"]) > 0
     notebook = report.notebook(config, tree)
     assert "## Decisions" in notebook and "protected path evaluate.py" in notebook
 
@@ -118,7 +123,8 @@ def test_every_child_runs_on_its_parents_seeds(tmp_path: Path) -> None:
         child_done = tree.completed_values(node.node_id, "score")
         parent_done = tree.completed_values(node.parent_id, "score")
         assert set(evidence["seeds"]) <= set(child_done) & set(parent_done)
-        assert evidence["n"] == len(evidence["seeds"]) >= config.seeds.initial
+        # A confirmed promotion adds its fresh seeds to the seeds its test decided on.
+        assert evidence["n"] + len(node.confirm_seeds) == len(evidence["seeds"]) >= config.seeds.initial
         compared += 1
     assert compared >= 5
 
