@@ -231,6 +231,11 @@ class CampaignConfig(_Model):
                 f"metrics: exactly one metric needs role: objective (found {len(objectives)}: "
                 f"{', '.join(objectives) or 'none'})"
             )
+        if self.seeds.max < self.stats.min_seeds:
+            raise ValueError(
+                f"seeds.max ({self.seeds.max}) is below stats.min_seeds ({self.stats.min_seeds}): no change could "
+                "ever be promoted; raise seeds.max"
+            )
         if objectives[0] in BUILTIN_METRICS:
             raise ValueError(f"metrics: {objectives[0]} is measured by arborist; it cannot be the objective")
         for protected in self.protected:

@@ -44,7 +44,7 @@ class Scenario:
     budget: int = 400
     tail_df: float | None = None  # Student t noise with these degrees of freedom
     node_sigma_sd: float = 0.0  # log-sd of a per-node noise multiplier
-    sigma_after_baseline: float = 1.0  # true noise multiplier once the baseline is measured
+    baseline_sigma: float = 1.0  # the baseline's noise, as a share of the true sigma (its first estimate)
     mean_duration_h: float = 1.0  # trial durations are lognormal per node around this
     duration_sd: float = 0.5
 
@@ -61,7 +61,7 @@ SCENARIOS: dict[str, Scenario] = {
     "S": Scenario(),
     "heavy_tails": Scenario(name="heavy_tails", tail_df=3.0),
     "node_noise": Scenario(name="node_noise", node_sigma_sd=0.3),
-    "sigma_x2": Scenario(name="sigma_x2", sigma_after_baseline=2.0),
+    "sigma_x2": Scenario(name="sigma_x2", baseline_sigma=0.5),  # the true sigma is twice the first estimate
     "all_null": Scenario(name="all_null", p_null=1.0, p_positive=0.0),
 }
 
@@ -106,7 +106,7 @@ class _Truth:
 
     def sample(self, node_id: str, seed: int, baseline_phase: bool) -> float:
         s = self.scenario
-        sigma = s.sigma * self.node_scale[node_id] * (1.0 if baseline_phase else s.sigma_after_baseline)
+        sigma = s.sigma * self.node_scale[node_id] * (s.baseline_sigma if baseline_phase else 1.0)
         if seed not in self.seed_noise:
             self.seed_noise[seed] = self.noise()
         shared = math.sqrt(s.rho) * self.seed_noise[seed]
@@ -263,12 +263,12 @@ def greedy_campaign(scenario: Scenario, seed: int, seeds_per_candidate: int) -> 
     k = seeds_per_candidate
     next_seed = 0
 
-    def measure(node: str) -> float:
+    def measure(node: str, baseline: bool = False) -> float:
         nonlocal next_seed
         next_seed += k
-        return float(np.mean([truth.sample(node, s, False) for s in range(next_seed - k, next_seed)]))
+        return float(np.mean([truth.sample(node, s, baseline) for s in range(next_seed - k, next_seed)]))
 
-    best, best_score, trials = "n0", measure("n0"), k
+    best, best_score, trials = "n0", measure("n0", baseline=True), k
     promoted = false = positives = found = count = 0
     while trials + k <= scenario.budget:
         count += 1
@@ -293,7 +293,7 @@ def random_search_campaign(scenario: Scenario, seed: int, seeds_per_candidate: i
     truth = _Truth(scenario, np.random.default_rng(seed))
     truth.add_node("n0", 0.0)
     seeds = list(range(seeds_per_candidate))
-    base = np.mean([truth.sample("n0", s, False) for s in seeds])
+    base = np.mean([truth.sample("n0", s, True) for s in seeds])
     trials = seeds_per_candidate
     scores: dict[str, float] = {}
     effects: dict[str, float] = {}

@@ -1,8 +1,7 @@
-"""Paired-seed comparisons of a child against its parent.
+"""Paired-seed summaries: a node against another on shared seeds, and one node's interval.
 
-A child runs on its parent's seeds, so per-seed differences cancel the seed's share of the
-noise. The test is a one-sided paired t-test (scipy), Bonferroni-corrected for the siblings
-tested under the same parent. docs/statistics.md states each rule in words.
+Decisions are made by orchestrator/sequential.py; these describe effects for reports and the
+policy's estimates (a one-sided paired t-test and t intervals, through scipy).
 """
 
 from __future__ import annotations
@@ -39,14 +38,6 @@ class Comparison:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Decision:
-    verdict: Verdict
-    reason: str
-    comparison: Comparison | None
-    alpha: float  # the corrected level the p-values were held to
-
-
 def paired_comparison(
     child: dict[int, float], parent: dict[int, float], *, direction: str, confidence: float = 0.95
 ) -> Comparison:
@@ -73,55 +64,6 @@ def paired_comparison(
     p_worse = float(sps.t.cdf(t, df=n - 1))
     half = float(sps.t.ppf(0.5 + confidence / 2, df=n - 1)) * sem
     return Comparison(n, mean, std, mean - half, mean + half, p_better, p_worse, seeds)
-
-
-def decide(
-    comparison: Comparison,
-    *,
-    alpha: float,
-    siblings: int,
-    min_effect: float,
-    n_min: int,
-    n_max: int,
-) -> Decision:
-    """Promote, prune or continue, from paired evidence.
-
-    Promote: p_better below alpha / siblings and mean gain above min_effect.
-    Prune: p_worse below alpha / siblings (significantly worse), or still no promotion at the
-    seed cap. Otherwise add a seed.
-    """
-    level = alpha / max(1, siblings)
-    c = comparison
-    if c.n < n_min:
-        return Decision(Verdict.CONTINUE, f"{c.n} of {n_min} paired seeds so far", c, level)
-    if c.p_better < level and c.mean > min_effect:
-        return Decision(
-            Verdict.PROMOTE,
-            f"better than parent by {c.mean:+.4g} (CI {c.ci_low:+.4g} to {c.ci_high:+.4g}, "
-            f"p={c.p_better:.3g} < {level:.3g}, n={c.n})",
-            c,
-            level,
-        )
-    if c.p_worse < level:
-        return Decision(
-            Verdict.PRUNE,
-            f"worse than parent by {c.mean:+.4g} (CI {c.ci_low:+.4g} to {c.ci_high:+.4g}, "
-            f"p={c.p_worse:.3g} < {level:.3g}, n={c.n})",
-            c,
-            level,
-        )
-    if c.n >= n_max:
-        why = "gain below the minimum effect" if c.p_better < level else "no significant gain"
-        return Decision(
-            Verdict.PRUNE,
-            f"{why} at the seed cap: {c.mean:+.4g} (CI {c.ci_low:+.4g} to {c.ci_high:+.4g}, "
-            f"p={c.p_better:.3g}, n={c.n})",
-            c,
-            level,
-        )
-    return Decision(
-        Verdict.CONTINUE, f"inconclusive at n={c.n} (p={c.p_better:.3g}); adding a seed", c, level
-    )
 
 
 def summarize(values: list[float], confidence: float = 0.95) -> dict[str, float]:

@@ -51,6 +51,7 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path, monkeypa
         (lambda d: d["metrics"]["score"].update(regex="(unclosed"), "metrics.score.regex", "does not compile"),
         (lambda d: d.update(name="has space"), "name", "letters, digits"),
         (lambda d: d["budget"].update(max_trials=0), "budget.max_trials", "greater than or equal to 1"),
+        (lambda d: d.update(seeds={"baseline": 1, "initial": 1, "max": 1}), "(top level)", "could ever be promoted"),
     ],
 )
 def test_invalid_fields_are_named_with_their_line(tmp_path: Path, mutate, field: str, words: str) -> None:  # type: ignore[no-untyped-def]
