@@ -25,9 +25,13 @@ fi
 # Reinstall only when the dependencies (or the extras asked for) changed.
 stamp=".venv/.arborist-$extras-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "==> installing arborist[$extras] into .venv (first run takes a few minutes)" >&2
-  .venv/bin/python -m pip install --quiet --upgrade pip >&2
-  .venv/bin/python -m pip install --quiet -e ".[$extras]" >&2
+  echo "==> installing arborist[$extras] into .venv (first run takes a few minutes; log: .venv/install.log)" >&2
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[$extras]"; } \
+      > .venv/install.log 2>&1; then
+    tail -n 40 .venv/install.log >&2
+    echo "installing arborist[$extras] failed; the whole log is .venv/install.log" >&2
+    exit 1
+  fi
   rm -f .venv/.arborist-"$extras"-*
   touch "$stamp"
 fi

@@ -97,3 +97,17 @@ def test_elapsed_time_sums_sessions() -> None:
     tree.apply(Event(4, 510.0, "note", {"message": "y"}))
     assert tree.elapsed_s() == 40.0
     assert tree.elapsed_s(now=520.0) == 50.0
+
+
+def test_pending_trials_run_oldest_node_first() -> None:
+    # A slow node's remaining seeds are handed out before any newer node's, so fast newcomers
+    # cannot starve it.
+    tree, _ = _grow([])
+    for node_id in ("n1", "n2"):
+        change = Change(kind="params", aspect="x", hypothesis="h", proposer="t", params={"x": node_id})
+        tree.record("node_created", node_id=node_id, parent_id=ROOT_ID, change=change.to_dict(), commit="c",
+                    params={}, origin="search")
+    tree.record("seeds_requested", node_id="n2", seeds=[0, 1])
+    tree.record("seeds_requested", node_id="n1", seeds=[0, 1])
+    order = [r.node_id for r in tree.pending_trials()]
+    assert order == [ROOT_ID, ROOT_ID, "n1", "n1", "n2", "n2"]
