@@ -230,13 +230,8 @@ def estimate_vs_root(tree: SearchTree, node_id: str, config: CampaignConfig) -> 
     """Paired mean gain of a node over the baseline (positive is better)."""
     if node_id == ROOT_ID:
         return 0.0
-    objective = config.objective
-    mine, theirs, _ = paired_values(tree, node_id, ROOT_ID, objective)
-    shared = [s for s in mine if s in theirs]
-    if not shared:
-        return -math.inf
-    sign = 1.0 if config.metrics[objective].direction == "max" else -1.0
-    return sign * sum(mine[s] - theirs[s] for s in shared) / len(shared)
+    diffs = paired_differences(tree, tree.nodes[node_id], tree.root, config)[0]
+    return sum(diffs) / len(diffs) if diffs else -math.inf
 
 
 def best_node(tree: SearchTree, config: CampaignConfig) -> str | None:
@@ -275,9 +270,7 @@ def _estimate_and_se(tree: SearchTree, node_id: str, config: CampaignConfig) -> 
         values = list(tree.completed_values(ROOT_ID, config.objective).values())
         spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         return 0.0, spread / math.sqrt(max(1, len(values)))
-    mine, theirs, _ = paired_values(tree, node_id, ROOT_ID, config.objective)
-    sign = 1.0 if config.metrics[config.objective].direction == "max" else -1.0
-    diffs = [sign * (mine[s] - theirs[s]) for s in mine if s in theirs]
+    diffs = paired_differences(tree, tree.nodes[node_id], tree.root, config)[0]
     if not diffs:
         return -math.inf, 0.0
     spread = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else abs(diffs[0])

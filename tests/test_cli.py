@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -107,9 +106,6 @@ def test_report_writes_the_notebook(tmp_path: Path) -> None:
     assert done.returncode == 0
     notebook = Path(done.stdout.strip()).read_text()
     assert "# Campaign toy" in notebook and "Phase: **baseline**" in notebook
-    env_status = arborist("status", str(tmp_path / "campaign"))
-    assert "baseline" in env_status.stdout
+    status = arborist("status", str(tmp_path / "campaign"))
+    assert "baseline" in status.stdout
 
-
-def test_environment_is_not_required(tmp_path: Path) -> None:
-    assert "ARBORIST_PARAMS" not in os.environ
