@@ -13,14 +13,17 @@ NAMESPACE = "arborist"
 MAX_RESTARTS = 3  # a restarted actor rebuilds its state from the ledger's journal
 
 
-def start_actor(cls: type, name: str, *args: Any, **kwargs: Any) -> Any:
+def start_actor(cls: type, name: str, *args: Any, actor_env: dict[str, str] | None = None, **kwargs: Any) -> Any:
     """Start `cls` as the single named actor `name`, replacing a leftover one.
 
     It is pinned to this machine because it writes the campaign repository and journal on
-    this machine's disk.
+    this machine's disk. `actor_env` gives this actor alone environment variables (an LLM
+    key on a cluster whose workers do not have it); trials never see them.
     """
     stop_actor(name)
+    options: dict[str, Any] = {"runtime_env": {"env_vars": dict(actor_env)}} if actor_env else {}
     remote_cls: Any = ray.remote(cls).options(
+        **options,
         name=name,
         namespace=NAMESPACE,
         num_cpus=0,

@@ -16,15 +16,17 @@ Layout of a campaign folder:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import CampaignConfig, ConfigError
+from orchestrator.config import LLM_PROPOSERS, CampaignConfig, ConfigError
 from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.proposers.queue import load_queue
+from orchestrator.proposers.service import DraftService
 from orchestrator.search import SearchService
 from trials.hashing import hash_path
 from trials.worktree import CampaignRepo, snapshot_project
@@ -119,13 +121,21 @@ def run(
     import ray
 
     from cluster.actors import start_actor, stop_actor
+    from cluster.drafts import RemoteDrafts
     from cluster.runtime import connect
     from cluster.tune import build_tuner, make_suggester
 
     assert config.campaign_dir is not None
     connect(config.ray.address)
     name = actor_name(config)
-    actor = start_actor(SearchService, name, config.model_dump(mode="json"), setup, make_suggester)
+    config_data = config.model_dump(mode="json")
+    drafts = None
+    if any(p.type in LLM_PROPOSERS for p in config.search.proposers):
+        drafts_name = f"{name}-proposer"
+        start_actor(DraftService, drafts_name, config_data, actor_env=llm_env(config))
+        drafts = RemoteDrafts(drafts_name)
+    tree_env = llm_env(config) if config.memory.embedding_model else None
+    actor = start_actor(SearchService, name, config_data, setup, make_suggester, drafts, actor_env=tree_env)
     stop_polling = threading.Event()
     poller = None
     if on_progress is not None:
@@ -149,6 +159,8 @@ def run(
             poller.join(timeout=5)
         summary: dict[str, Any] = ray.get(actor.close.remote())
         stop_actor(name)
+        if drafts is not None:
+            stop_actor(f"{name}-proposer")
     if on_progress is not None:
         on_progress(summary)
     if summary["phase"] != "done":
@@ -157,6 +169,14 @@ def run(
             f"ledger. Continue with: arborist resume {config.campaign_dir}"
         )
     return summary
+
+
+def llm_env(config: CampaignConfig) -> dict[str, str] | None:
+    """The LLM key, for the actors that call the LLM (on a cluster their workers may lack it)."""
+    name = config.llm.api_key_env if config.llm else None
+    if name and name in os.environ:
+        return {name: os.environ[name]}
+    return None
 
 
 def _session_count(actor: Any) -> int:

@@ -1,4 +1,4 @@
-"""arborist run | resume | status | report."""
+"""arborist run | resume | status | report | inject."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.console import Console
 
 from orchestrator import report
 from orchestrator.config import CampaignConfig, ConfigError, load_config
+from orchestrator.inbox import InjectError
 from orchestrator.ledger import LedgerError
 from orchestrator.progress import ProgressDisplay, progress_line
 from orchestrator.proposers.queue import QueueFileError
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True)
     try:
         return int(args.func(args))
-    except (ConfigError, QueueFileError, LedgerError) as exc:
+    except (ConfigError, QueueFileError, LedgerError, InjectError) as exc:
         err.print(f"arborist: error: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
     except BrokenPipeError:
@@ -64,7 +65,42 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true", help="print the summary as JSON instead")
     rep.add_argument("--out", type=Path, help="notebook path (default CAMPAIGN_DIR/report.md)")
     rep.set_defaults(func=_report)
+
+    inj = sub.add_parser(
+        "inject", help="add a change to a campaign's queue while it runs (or before a resume)",
+        description="Queue one change for the campaign: a code diff with its aspect, or one hyperparameter. "
+                    "It is screened like any proposal (memory, validity) before it runs.",
+    )
+    inj.add_argument("campaign_dir", type=Path)
+    inj.add_argument("--hypothesis", required=True, help="one sentence: what the change does and why")
+    inj.add_argument("--aspect", help="the aspect of a code change (optimizer, lr_schedule, architecture, ...)")
+    inj.add_argument("--diff", type=Path, help="a unified diff file (as `git diff` prints it)")
+    inj.add_argument("--param", help="a params change instead: NAME=VALUE, e.g. lr=0.003")
+    inj.add_argument("--id", dest="item_id", help="the item's id (default inject-<n>)")
+    inj.set_defaults(func=_inject)
     return parser
+
+
+def _inject(args: argparse.Namespace) -> int:
+    from orchestrator import campaign
+    from orchestrator.inbox import inject, parse_param
+
+    campaign_dir = args.campaign_dir.resolve()
+    config = campaign.load_campaign_config(campaign_dir)
+    diff = None
+    if args.diff is not None:
+        try:
+            diff = args.diff.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InjectError(f"--diff {args.diff}: cannot read it as text ({exc})") from exc
+    param = parse_param(args.param) if args.param is not None else None
+    item = inject(
+        campaign_dir, config, hypothesis=args.hypothesis, aspect=args.aspect, diff=diff, param=param,
+        item_id=args.item_id,
+    )
+    print(f"queued {item['id']}: {item['hypothesis']}")
+    print("a running campaign picks it up at its next expansion; otherwise at `arborist resume`.", file=sys.stderr)
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

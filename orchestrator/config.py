@@ -140,17 +140,68 @@ class StatsConfig(_Model):
         return self
 
 
+PROPOSER_TYPES = ("queue", "bayes", "random", "grid", "llm_params", "llm_code", "hybrid")
+LLM_PROPOSERS = ("llm_params", "llm_code", "hybrid")
+
+
 class ProposerConfig(_Model):
-    type: Literal["queue", "bayes", "random", "grid"]
+    type: Literal["queue", "bayes", "random", "grid", "llm_params", "llm_code", "hybrid"]
     path: Path | None = None  # queue: hypotheses file
-    algorithm: Literal["optuna", "random"] = "optuna"  # bayes: which Tune search algorithm
+    algorithm: Literal["optuna", "random"] = "optuna"  # bayes, hybrid: which Tune search algorithm
     max_proposals: int | None = Field(default=None, ge=1)
+    # LLM proposers (llm_params, llm_code, and the code side of hybrid)
+    k: int = Field(default=4, ge=1, le=16, description="proposals one LLM call returns")
+    ready: int = Field(default=2, ge=1, le=64, description="validated proposals kept ready ahead of the search")
+    max_repairs: int = Field(default=2, ge=0, le=8, description="times a failed proposal is sent back to be fixed")
+    files: list[str] | None = Field(default=None, description="globs of files shown to the LLM (default: editable)")
+    max_file_chars: int = Field(default=20_000, ge=1000, description="characters of each file shown to the LLM")
+    history: int = Field(default=30, ge=0, description="most recent decided changes shown in the prompt")
+    # hybrid
+    stall_after: int = Field(default=6, ge=1, description="hybrid: params changes decided without a gain, then code")
+    fallback_after: int = Field(default=3, ge=1, description="hybrid: code proposals failing in a row, then params")
 
     @model_validator(mode="after")
     def _queue_has_path(self) -> ProposerConfig:
         if self.type == "queue" and self.path is None:
             raise ValueError("a queue proposer needs `path`, the hypotheses file")
         return self
+
+
+class LLMConfig(_Model):
+    """The model LLM proposers call through litellm; the key comes from the environment."""
+
+    model: str = Field(description="litellm model string, e.g. openai/gpt-4o-mini or anthropic/claude-sonnet-4-5")
+    api_base: str | None = Field(default=None, description="base URL, e.g. http://127.0.0.1:8000/v1 for a local server")
+    api_key_env: str | None = Field(
+        default=None, description="environment variable holding the key (default: the provider's usual one)"
+    )
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=4096, ge=16, description="completion tokens per call at most")
+    timeout_s: float = Field(default=120.0, gt=0, description="one call's time limit")
+    max_retries: int = Field(default=4, ge=0, le=20, description="retries of a retryable error (429, 5xx, timeout)")
+    backoff_s: float = Field(default=2.0, ge=0, description="wait before the first retry; doubles each time")
+    input_cost_per_token: float | None = Field(default=None, ge=0, description="USD; needed for unknown models")
+    output_cost_per_token: float | None = Field(default=None, ge=0, description="USD; needed for unknown models")
+
+    @model_validator(mode="after")
+    def _prices_together(self) -> LLMConfig:
+        if (self.input_cost_per_token is None) != (self.output_cost_per_token is None):
+            raise ValueError("give both input_cost_per_token and output_cost_per_token, or neither")
+        return self
+
+
+class MemoryConfig(_Model):
+    """How alike two proposals must be to count as the same idea (docs/proposers.md)."""
+
+    text_threshold: float = Field(
+        default=0.4, gt=0, le=1, description="lexical similarity of hypotheses at or above which they are duplicates"
+    )
+    structural: bool = Field(default=True, description="reject a change of the same target in the same direction")
+    param_tolerance: float = Field(
+        default=0.05, ge=0, description="relative difference under which two values of a parameter are the same"
+    )
+    embedding_model: str | None = Field(default=None, description="litellm embedding model for hypotheses")
+    embedding_threshold: float = Field(default=0.9, gt=0, le=1, description="cosine similarity of duplicates")
 
 
 class SearchConfig(_Model):
@@ -215,6 +266,9 @@ class CampaignConfig(_Model):
     integration: IntegrationConfig = Field(default_factory=IntegrationConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    task: str = Field(default="", description="what the project does and what to improve, shown to LLM proposers")
+    llm: LLMConfig | None = None
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
 
     @field_validator("name")
     @classmethod
@@ -236,6 +290,13 @@ class CampaignConfig(_Model):
                 f"seeds.max ({self.seeds.max}) is below stats.min_seeds ({self.stats.min_seeds}): no change could "
                 "ever be promoted; raise seeds.max"
             )
+        llm_proposers = [p.type for p in self.search.proposers if p.type in LLM_PROPOSERS]
+        if llm_proposers and self.llm is None:
+            raise ValueError(
+                f"search.proposers: {', '.join(llm_proposers)} need an `llm:` section (model, api_base, api_key_env)"
+            )
+        if self.memory.embedding_model and self.llm is None:
+            raise ValueError("memory.embedding_model needs an `llm:` section (api_base, api_key_env)")
         if objectives[0] in BUILTIN_METRICS:
             raise ValueError(f"metrics: {objectives[0]} is measured by arborist; it cannot be the objective")
         for protected in self.protected:

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 
 from orchestrator import integration, policy
 from orchestrator.change import Change
-from orchestrator.config import CampaignConfig
+from orchestrator.config import ASPECTS, CampaignConfig
 from orchestrator.memory import Memory
 from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
 from orchestrator.proposers.queue import QueueFileError
 from orchestrator.sequential import AlphaLedger, NoiseModel
-from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, SearchTree, TrialRecord
+from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, Proposal, SearchTree, TrialRecord
 from trials.spec import FailureStage, TrialResult, TrialState
 
 FINISHED = "FINISHED"
@@ -35,6 +35,9 @@ class Workspace(Protocol):
     def commit(self, parent: Node, node_id: str, change: Change, params: dict[str, Any]) -> str:
         """Make the child's commit; returns its id."""
 
+    def sources(self, parent: Node, change: Change) -> dict[str, tuple[str, str]] | None:
+        """Each file a code change touches, before and after, at the parent (None: unknown)."""
+
 
 class SearchEngine:
     def __init__(
@@ -46,12 +49,14 @@ class SearchEngine:
         *,
         clock: Callable[[], float] = time.time,
         on_finish: Callable[[], None] | None = None,
+        embed: Callable[[list[str]], list[list[float]]] | None = None,
     ) -> None:
         self.config = config
         self.tree = tree
         self.proposers = proposers
         self.workspace = workspace
-        self.memory = Memory()
+        self.memory = Memory(config.memory, embed=embed)
+        self._invalid_keys: dict[str, str] = {}  # exact key of a screened-out proposal -> its id
         self.noise = NoiseModel()
         self.alpha = self._new_alpha_ledger()
         self._clock = clock
@@ -74,26 +79,44 @@ class SearchEngine:
         by_name = {p.name: p for p in self.proposers}
         for proposal in self.tree.proposals:
             if proposal.change.proposer != integration.PROPOSER:
-                self.memory.remember(proposal.change, proposal.proposal_id)
+                self._remember_again(proposal)
             proposer = by_name.get(proposal.change.proposer)
             if proposer is None:
                 continue
             proposer.restore(proposal.change)
-            outcome = self._outcome(proposal.node_id, proposal.verdict)
+            outcome = self._outcome(proposal.node_id, proposal.verdict, proposal.reason, proposal.duplicate_of)
             if outcome is not None:
                 proposer.observe(proposal.change, outcome)
+        for proposer in self.proposers:
+            mode = self.tree.proposer_modes.get(proposer.name)
+            set_mode = getattr(proposer, "set_mode", None)
+            if mode is not None and set_mode is not None:
+                set_mode(mode)
+            proposer.drain_events()  # what replay re-derived is in the journal already
         for record in self.tree.running_trials():
             self.tree.record("trial_lost", trial_id=record.trial_id, reason="campaign stopped while it ran")
         self._rebuild_accounts()
 
-    def _outcome(self, node_id: str | None, verdict: str) -> Outcome | None:
+    def _remember_again(self, proposal: Proposal) -> None:
+        parent = self.tree.nodes.get(proposal.parent_id)
+        params = parent.params if parent is not None else {}
+        entry = self.memory.entry(proposal.change, proposal.parent_id, params, key=proposal.memory_key or None)
+        if proposal.verdict == "accepted" or proposal.duplicate_of:
+            self.memory.remember(entry, proposal.proposal_id)
+        else:
+            self._invalid_keys.setdefault(entry.key, proposal.proposal_id)
+
+    def _outcome(
+        self, node_id: str | None, verdict: str, reason: str = "", duplicate_of: str | None = None
+    ) -> Outcome | None:
         if node_id is None:
-            return Outcome("REJECTED", None) if verdict == "rejected" else None
+            return Outcome("REJECTED", None, reason, duplicate_of) if verdict == "rejected" else None
         node = self.tree.nodes[node_id]
         if node.status is NodeStatus.OPEN:
             return None
         gain = (node.decision or {}).get("evidence", {}).get("mean")
-        return Outcome(node.status.value, gain if node.status is not NodeStatus.FAILED else None)
+        reason = (node.decision or {}).get("reason", "")
+        return Outcome(node.status.value, gain if node.status is not NodeStatus.FAILED else None, reason)
 
     def _advance(self) -> None:
         if self.tree.phase is Phase.DONE:
@@ -104,6 +127,28 @@ class SearchEngine:
             self._search_step()
         if self.tree.phase is Phase.INTEGRATION:
             self._integration_step()
+        self._journal_proposer_events()
+
+    def _journal_proposer_events(self) -> None:
+        for proposer in self.proposers:
+            for type_, data in proposer.drain_events():
+                if type_ == "invalid_proposal":
+                    self._reject_invalid(data, proposer)
+                else:
+                    self.tree.record(type_, **{"proposer": proposer.name, **data})
+
+    def _reject_invalid(self, data: dict[str, Any], proposer: Proposer) -> None:
+        """A proposal its proposer could not make valid (after repairs): kept in the ledger."""
+        change = Change.from_dict(data["change"])
+        proposal_id = self.tree.next_proposal_id()
+        parent = self.tree.nodes.get(data["parent_id"])
+        entry = self.memory.entry(change, data["parent_id"], parent.params if parent else {})
+        self._invalid_keys.setdefault(entry.key, proposal_id)
+        self.tree.record(
+            "proposal", proposal_id=proposal_id, parent_id=data["parent_id"], change=change.to_dict(),
+            verdict="rejected", reason=data["reason"], node_id=None, duplicate_of=None, memory_key=entry.key,
+        )
+        proposer.observe(change, Outcome("REJECTED", None, data["reason"]))
 
     def _judge_settled_nodes(self) -> bool:
         """Decide every node whose evidence is complete; True when anything was decided."""
@@ -218,13 +263,25 @@ class SearchEngine:
             if not self._expand():
                 break
         if not self.tree.open_nodes() and not self._in_flight:
+            if any(p.busy() for p in self.proposers if not p.exhausted()):
+                return  # an LLM is drafting: wait for it rather than end the search
+            # Drafts rejected a moment ago may have changed a proposer's mind (a hybrid falls back
+            # to params): hear them out before concluding that nobody has anything left.
+            self._journal_proposer_events()
+            if self._expand() or any(p.busy() for p in self.proposers if not p.exhausted()):
+                return
             self._begin_integration("no proposer has anything left to try")
 
     def _expand(self) -> bool:
         parent = policy.expansion_parent(self.tree, self.config)
         if parent is None:
             return False
-        context = ProposalContext(parent_id=parent.node_id, parent_params=dict(parent.params), history=self._history())
+        context = ProposalContext(
+            parent_id=parent.node_id, parent_params=dict(parent.params), history=self._history(),
+            parent_commit=parent.commit, records=self._records(), rejected=self._rejected(),
+            lineage=[ROOT_ID, *parent.chain][-2::-1] if parent.node_id != ROOT_ID else [],
+            llm_usd=self.tree.llm_usd,
+        )
         tries = 0
         for proposer in self.proposers:
             while tries < MAX_PROPOSAL_TRIES:
@@ -250,6 +307,46 @@ class SearchEngine:
                 self.tree.record("note", message=message)
             return None
 
+    def _records(self) -> list[dict[str, Any]]:
+        """The decided nodes as an LLM proposer's prompt shows them, oldest first."""
+        objective = self.config.objective
+        rows = []
+        for node in sorted(self.tree.nodes.values(), key=lambda n: n.decided_seq):
+            if node.status is NodeStatus.OPEN:
+                continue
+            values = list(self.tree.completed_values(node.node_id, objective).values())
+            evidence = (node.decision or {}).get("evidence") or {}
+            failed = next((r.result for r in self.tree.node_trials(node.node_id)
+                           if r.result is not None and r.state is not TrialState.COMPLETE), None)
+            change = node.change
+            rows.append({
+                "node_id": node.node_id, "parent_id": node.parent_id, "status": node.status.value,
+                "kind": change.kind if change else "baseline", "aspect": change.aspect if change else "",
+                "hypothesis": change.hypothesis if change else "baseline",
+                "change": change.describe() if change else "",
+                "params": dict(node.params), "objective_mean": sum(values) / len(values) if values else None,
+                "seeds": len(values), "gain": evidence.get("mean"), "ci_low": evidence.get("ci_low"),
+                "ci_high": evidence.get("ci_high"), "reason": (node.decision or {}).get("reason", ""),
+                "failure_stage": failed.failure_stage.value if failed and failed.failure_stage else None,
+                "log_tail": failed.log_tail[-800:] if failed else "",
+            })
+        return rows
+
+    def _rejected(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = []
+        for proposal in self.tree.proposals[::-1]:
+            if proposal.verdict != "rejected" or proposal.change.proposer == integration.PROPOSER:
+                continue
+            rows.append({
+                "proposal_id": proposal.proposal_id, "parent_id": proposal.parent_id,
+                "proposer": proposal.change.proposer, "aspect": proposal.change.aspect,
+                "hypothesis": proposal.change.hypothesis, "change": proposal.change.describe(),
+                "reason": proposal.reason, "duplicate_of": proposal.duplicate_of,
+            })
+            if len(rows) >= limit:
+                break
+        return rows[::-1]
+
     def _history(self) -> list[tuple[Change, float | None]]:
         history = []
         for node in self.tree.nodes.values():
@@ -263,24 +360,43 @@ class SearchEngine:
         proposal_id = self.tree.next_proposal_id()
         # A graft re-applies changes already tried, on purpose: memory does not judge it.
         remembered = change.proposer != integration.PROPOSER
-        duplicate = self.memory.duplicate_of(change) if remembered else None
-        reason = f"duplicate of {duplicate}" if duplicate else self._screen(parent, change)
+        memory: dict[str, Any] = {}
+        duplicate, reason, key = None, "", ""
         if remembered:
-            self.memory.remember(change, proposal_id)
+            sources = self.workspace.sources(parent, change) if change.kind == "code" else None
+            entry = self.memory.entry(change, parent.node_id, parent.params, sources)
+            key = entry.key
+            verdict = self.memory.check(entry)
+            memory = verdict.to_dict()
+            if verdict.duplicate:
+                duplicate, reason = verdict.duplicate_of, f"duplicate of {verdict.duplicate_of}: {verdict.reason}"
+            elif key in self._invalid_keys:
+                reason = f"repeats {self._invalid_keys[key]}, which was rejected as invalid"
+            else:
+                reason = self._screen(parent, change)
+            # Memory holds ideas that were judged or tested; an invalid diff only blocks itself,
+            # so a repaired version of the same idea can still come in.
+            if not reason or duplicate:
+                self.memory.remember(entry, proposal_id)
+            elif key not in self._invalid_keys:
+                self._invalid_keys[key] = proposal_id
+        else:
+            reason = self._screen(parent, change)
         if reason:
             self.tree.record(
                 "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),
-                verdict="rejected", reason=reason, node_id=None, duplicate_of=duplicate,
+                verdict="rejected", reason=reason, node_id=None, duplicate_of=duplicate, memory=memory,
+                memory_key=key,
             )
             if proposer is not None:
-                proposer.observe(change, Outcome("REJECTED", None))
+                proposer.observe(change, Outcome("REJECTED", None, reason, duplicate))
             return None
         node_id = self.tree.next_node_id()
         params = {**parent.params, **change.params}
         commit = self.workspace.commit(parent, node_id, change, params)
         self.tree.record(
             "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),
-            verdict="accepted", reason="", node_id=node_id, duplicate_of=None,
+            verdict="accepted", reason="", node_id=node_id, duplicate_of=None, memory=memory, memory_key=key,
         )
         origin = "integration" if change.proposer == integration.PROPOSER else "search"
         test, level = (0, self.config.stats.alpha) if origin == "integration" else self.alpha.start(
@@ -297,6 +413,11 @@ class SearchEngine:
     def _screen(self, parent: Node, change: Change) -> str:
         if change.kind == "params":
             return self._screen_params(change)
+        if change.proposer != integration.PROPOSER and change.aspect not in ASPECTS:
+            several = [a for a in ASPECTS if a in change.aspect]
+            if len(several) > 1:
+                return f"declares several aspects ({', '.join(several)}); a change has exactly one aspect"
+            return f"aspect {change.aspect!r} is not one of {', '.join(ASPECTS)}"
         return self.workspace.check(parent, change)
 
     def _screen_params(self, change: Change) -> str:
@@ -431,6 +552,9 @@ class SearchEngine:
                 "gain": policy.estimate_vs_root(tree, incumbent.node_id, self.config),
             },
             "proposals": len(tree.proposals),
+            "llm_calls": tree.llm_calls,
+            "llm_usd": round(tree.llm_usd, 6),
+            "max_llm_usd": self.config.budget.max_llm_usd,
             "sessions": len(tree.sessions),
         }
 

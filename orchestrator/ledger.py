@@ -28,7 +28,7 @@ from orchestrator.tree import Event
 from trials.spec import Fingerprint
 
 SCHEMA_VERSION = 1
-TABLES = ("events", "trials", "proposals")
+TABLES = ("events", "trials", "proposals", "llm_calls")
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -95,6 +95,9 @@ PROPOSAL_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("node_id", pa.string()),
         ("duplicate_of", pa.string()),
+        ("memory_verdict", pa.string()),  # new | exact | structural | text | embedding
+        ("memory_score", pa.float64()),  # the similarity behind the verdict
+        ("memory_nearest", pa.string()),  # the closest earlier proposal, duplicate or not
         ("event_seq", pa.int64()),
     ],
     metadata={"arborist_schema_version": str(SCHEMA_VERSION)},
@@ -124,7 +127,28 @@ NODE_SCHEMA = pa.schema(
     metadata={"arborist_schema_version": str(SCHEMA_VERSION)},
 )
 
-SCHEMAS = {"events": EVENT_SCHEMA, "trials": TRIAL_SCHEMA, "proposals": PROPOSAL_SCHEMA, "nodes": NODE_SCHEMA}
+LLM_CALL_SCHEMA = pa.schema(
+    [
+        ("event_seq", pa.int64()),
+        ("proposer", pa.string()),
+        ("purpose", pa.string()),
+        ("model", pa.string()),
+        ("started_at", pa.float64()),
+        ("latency_s", pa.float64()),
+        ("attempts", pa.int64()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("cost_usd", pa.float64()),
+        ("ok", pa.bool_()),
+        ("error", pa.string()),
+    ],
+    metadata={"arborist_schema_version": str(SCHEMA_VERSION)},
+)
+
+SCHEMAS = {
+    "events": EVENT_SCHEMA, "trials": TRIAL_SCHEMA, "proposals": PROPOSAL_SCHEMA, "nodes": NODE_SCHEMA,
+    "llm_calls": LLM_CALL_SCHEMA,
+}
 
 
 class LedgerError(RuntimeError):
@@ -187,6 +211,9 @@ class Ledger:
             proposals = [_proposal_row(e) for e in events if e.type == "proposal"]
             if proposals:
                 self._write(f"proposals/{name}", proposals, PROPOSAL_SCHEMA)
+            calls = [_llm_call_row(e) for e in events if e.type == "llm_call"]
+            if calls:
+                self._write(f"llm_calls/{name}", calls, LLM_CALL_SCHEMA)
         if nodes is not None:
             self._write("nodes.parquet", nodes, NODE_SCHEMA)
         if self._buffer:
@@ -247,7 +274,8 @@ def read_table(fs: pafs.FileSystem, root: str, table: str) -> pa.Table:
             return schema.empty_table()
         return _read_part(fs, path)
     parts = [_read_part(fs, p) for p in _parts(fs, f"{root}/{table}")]
-    return pa.concat_tables(parts) if parts else schema.empty_table()
+    # Parts written before a column was added read with that column null.
+    return pa.concat_tables(parts, promote_options="default") if parts else schema.empty_table()
 
 
 def _read_part(fs: pafs.FileSystem, path: str) -> pa.Table:
@@ -329,5 +357,15 @@ def _proposal_row(event: Event) -> dict[str, Any]:
         "reason": data["reason"],
         "node_id": data.get("node_id"),
         "duplicate_of": data.get("duplicate_of"),
+        "memory_verdict": (data.get("memory") or {}).get("kind"),
+        "memory_score": (data.get("memory") or {}).get("score"),
+        "memory_nearest": (data.get("memory") or {}).get("nearest"),
         "event_seq": event.seq,
     }
+
+
+def _llm_call_row(event: Event) -> dict[str, Any]:
+    data = event.data
+    row = {name: data.get(name) for name in LLM_CALL_SCHEMA.names}
+    row["event_seq"] = event.seq
+    return row

@@ -295,7 +295,7 @@ def search_stop_reason(tree: SearchTree, config: CampaignConfig, now: float) -> 
         if used >= budget.max_gpu_hours:
             return f"GPU-hour budget reached ({used:.2f} of {budget.max_gpu_hours:g})"
     if budget.max_llm_usd is not None:
-        usd = sum(p.change.cost_usd for p in tree.proposals)
+        usd = tree.llm_usd
         if usd >= budget.max_llm_usd:
             return f"LLM spend cap reached (${usd:.2f} of ${budget.max_llm_usd:.2f})"
     if budget.patience is not None:

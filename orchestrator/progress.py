@@ -31,6 +31,7 @@ def progress_line(p: dict[str, Any]) -> str:
         f"({p['trials_spent']}/{p['max_trials']} budget); nodes {nodes.get('PROMOTED', 0)} promoted, "
         f"{nodes.get('PRUNED', 0)} pruned, {nodes.get('FAILED', 0)} failed, {nodes.get('OPEN', 0)} open; "
         f"incumbent {incumbent}; {p['elapsed_s']:.0f}/{p['max_wall_s']:.0f} s"
+        + (f"; LLM ${p['llm_usd']:.4f} over {p['llm_calls']} calls" if p.get("llm_calls") else "")
     )
 
 
@@ -52,6 +53,9 @@ def _table(p: dict[str, Any]) -> Table:
         "incumbent",
         "none" if inc is None else f"{inc['node_id']}: {_short(inc['change'])} (gain {inc['gain']:+.4g})",
     )
+    if p.get("llm_calls"):
+        cap = p.get("max_llm_usd")
+        table.add_row("LLM", f"{p['llm_calls']} calls, ${p['llm_usd']:.4f}" + (f" of ${cap:.2f}" if cap else ""))
     return table
 
 

@@ -103,11 +103,35 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
         "decisions": decisions,
         "rejected_proposals": rejected,
         "integration": _integration(tree, config),
+        "proposers": _proposers(tree),
+        "llm": {"calls": tree.llm_calls, "usd": round(tree.llm_usd, 6), "by_proposer": tree.llm_by_proposer},
+        "proposer_switches": tree.switches,
         "elapsed_s": round(tree.elapsed_s(), 1),
         "fingerprints": sorted({
             r.result.fingerprint.comparability_key() for r in tree.trials.values() if r.result is not None
         }),
     }
+
+
+def _proposers(tree: SearchTree) -> dict[str, dict[str, int]]:
+    """Per proposer: what it proposed, what memory caught, what the statistics made of the rest."""
+    stats: dict[str, dict[str, int]] = {}
+    for proposal in tree.proposals:
+        row = stats.setdefault(proposal.change.proposer, {
+            "proposals": 0, "accepted": 0, "duplicates": 0, "invalid": 0, "promoted": 0, "pruned": 0, "failed": 0,
+        })
+        row["proposals"] += 1
+        if proposal.verdict == "accepted":
+            row["accepted"] += 1
+            node = tree.nodes.get(proposal.node_id or "")
+            status = node.status.value.lower() if node is not None else ""
+            if status in row:
+                row[status] += 1
+        elif proposal.duplicate_of:
+            row["duplicates"] += 1
+        else:
+            row["invalid"] += 1
+    return stats
 
 
 def _integration(tree: SearchTree, config: CampaignConfig) -> dict[str, Any]:
@@ -216,6 +240,7 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
         if record.result.log_tail:
             lines += ["```", record.result.log_tail.rstrip()[-2000:], "```", ""]
     lines += _integration_section(data)
+    lines += _proposers_section(data)
     fingerprints = data["fingerprints"]
     lines += ["", "## Comparability", ""]
     if len(fingerprints) <= 1:
@@ -226,6 +251,28 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
             "only trials with equal fingerprints are compared."
         )
     return "\n".join(lines) + "\n"
+
+
+def _proposers_section(data: dict[str, Any]) -> list[str]:
+    lines = ["", "## Proposers", "",
+             "| proposer | proposals | accepted | duplicates | invalid | promoted | pruned | failed "
+             "| LLM calls | tokens | cost |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    llm = data["llm"]["by_proposer"]
+    for name, row in data["proposers"].items():
+        calls = llm.get(name, {})
+        tokens = int(calls.get("prompt_tokens", 0) + calls.get("completion_tokens", 0))
+        lines.append(
+            f"| {name} | {row['proposals']} | {row['accepted']} | {row['duplicates']} | {row['invalid']} "
+            f"| {row['promoted']} | {row['pruned']} | {row['failed']} | {int(calls.get('calls', 0))} "
+            f"| {tokens} | ${calls.get('usd', 0.0):.4f} |"
+        )
+    lines.append("")
+    lines.append(f"LLM spend: ${data['llm']['usd']:.4f} over {data['llm']['calls']} calls.")
+    for switch in data["proposer_switches"]:
+        lines.append(f"- {switch['proposer']} switched from {switch['previous']} to {switch['mode']}: "
+                     f"{switch['reason']}")
+    return lines
 
 
 def _incumbent_section(data: dict[str, Any]) -> list[str]:

@@ -15,7 +15,11 @@ from typing import Any
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
 from orchestrator.engine import FINISHED, SearchEngine
+from orchestrator.inbox import inbox_path
 from orchestrator.ledger import Ledger
+from orchestrator.proposers.embedder import MemoryEmbedder
+from orchestrator.proposers.llm import LLMClient
+from orchestrator.proposers.ready import DraftBackend
 from orchestrator.proposers.registry import AlgorithmFactory, build_proposers
 from orchestrator.stats import summarize
 from orchestrator.tree import Node, SearchTree, trial_id_for
@@ -30,6 +34,8 @@ from trials.worktree import CampaignRepo
 
 __all__ = ["FINISHED", "RepoWorkspace", "SearchService", "node_rows"]
 
+INBOX_PROPOSER = "inbox"  # `arborist inject` writes there; it comes before the configured proposers
+
 
 class SearchService:
     """The tree actor's object: the engine, with the campaign repository and the ledger."""
@@ -39,6 +45,7 @@ class SearchService:
         config: dict[str, Any],
         setup: dict[str, Any] | None = None,
         suggester_factory: AlgorithmFactory | None = None,
+        drafts: DraftBackend | None = None,
     ) -> None:
         self.config = CampaignConfig.model_validate(config)
         assert self.config.campaign_dir is not None
@@ -47,9 +54,14 @@ class SearchService:
         self.ledger = Ledger(storage, self.campaign_dir / "journal.wal")
         self.repo = CampaignRepo(self.campaign_dir / "repo")
         self.tree = SearchTree.replay(self.ledger.load_events(), sink=self.ledger.append)
-        proposers = build_proposers(self.config, suggester_factory)
+        inbox = [(INBOX_PROPOSER, inbox_path(self.campaign_dir))]
+        proposers = build_proposers(self.config, suggester_factory, drafts, extra_queues=inbox)
         workspace = RepoWorkspace(self.repo, self.config)
-        self.engine = SearchEngine(self.config, self.tree, proposers, workspace, on_finish=self._flush)
+        self._embedder = self._make_embedder()
+        self.engine = SearchEngine(
+            self.config, self.tree, proposers, workspace, on_finish=self._flush,
+            embed=self._embedder.embed if self._embedder else None,
+        )
         if not self.tree.nodes:
             if setup is None:
                 raise ValueError("a new campaign needs its setup (snapshot, bundle, protected hashes)")
@@ -62,10 +74,23 @@ class SearchService:
     def _flush(self) -> None:
         self.ledger.flush(self.node_rows())
 
+    def _make_embedder(self) -> MemoryEmbedder | None:
+        model = self.config.memory.embedding_model
+        if model is None or self.config.llm is None:
+            return None
+        client = LLMClient(self.config.llm, max_usd=self.config.budget.max_llm_usd, spent_usd=self.tree.llm_usd)
+        return MemoryEmbedder(client, model)
+
+    def _journal_embeddings(self) -> None:
+        if self._embedder is not None:
+            for type_, data in self._embedder.drain_events():
+                self.tree.record(type_, **data)
+
     # ----- the Searcher protocol ---------------------------------------------------------
     def suggest(self) -> dict[str, Any] | str | None:
         """The next trial to run (a TrialSpec dict), None to wait, or FINISHED."""
         record = self.engine.next_trial()
+        self._journal_embeddings()
         if record is None or isinstance(record, str):
             return record
         return self._spec(record.node_id, record.seed).to_dict()
@@ -73,6 +98,7 @@ class SearchService:
     def complete(self, trial_id: str, result: dict[str, Any] | None, error: bool = False) -> None:
         """Record a trial's result; a trial with no result was lost and runs again."""
         self.engine.record_result(trial_id, result, error)
+        self._journal_embeddings()
         if self.ledger.due():
             self._flush()
 
@@ -142,6 +168,11 @@ class RepoWorkspace:
             return "; ".join(problems)
         error = self._repo.check_diff(parent.commit, change.diff)
         return f"does not apply on {parent.node_id}: {error.strip()}" if error else ""
+
+    def sources(self, parent: Node, change: Change) -> dict[str, tuple[str, str]] | None:
+        if not change.diff:
+            return None
+        return self._repo.changed_files(parent.commit, change.diff)
 
     def commit(self, parent: Node, node_id: str, change: Change, params: dict[str, Any]) -> str:
         return self._repo.commit_node(

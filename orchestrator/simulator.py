@@ -23,7 +23,7 @@ import numpy as np
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
 from orchestrator.engine import FINISHED, SearchEngine
-from orchestrator.proposers.base import Outcome, ProposalContext
+from orchestrator.proposers.base import Outcome, ProposalContext, ProposerEvent
 from orchestrator.tree import Event, Node, NodeStatus, SearchTree, TrialRecord
 from trials.spec import TrialResult, TrialState
 
@@ -139,6 +139,12 @@ class _SyntheticProposer:
     def restore(self, change: Change) -> None:
         """Simulated campaigns are never resumed."""
 
+    def busy(self) -> bool:
+        return False
+
+    def drain_events(self) -> list[ProposerEvent]:
+        return []
+
 
 class _SyntheticWorkspace:
     def __init__(self, truth: _Truth) -> None:
@@ -146,6 +152,9 @@ class _SyntheticWorkspace:
 
     def check(self, parent: Node, change: Change) -> str:
         return ""
+
+    def sources(self, parent: Node, change: Change) -> dict[str, tuple[str, str]] | None:
+        return None
 
     def commit(self, parent: Node, node_id: str, change: Change, params: dict[str, Any]) -> str:
         effect = self._truth.effects.get(change.source_id, 0.0)
@@ -170,6 +179,9 @@ def sim_config(scenario: Scenario, **overrides: Any) -> CampaignConfig:
         "budget": {"max_trials": scenario.budget, "max_wall_s": 1e12},
         "integration": {"enabled": False},
         "ray": {"max_concurrent": 1},
+        # Synthetic candidates are distinct by construction and their hypotheses are labels, so
+        # the memory judges them by exact key alone.
+        "memory": {"structural": False, "text_threshold": 1.0},
     }
     for key, value in overrides.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value

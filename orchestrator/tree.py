@@ -95,6 +95,7 @@ class Proposal:
     reason: str
     node_id: str | None
     duplicate_of: str | None
+    memory_key: str = ""  # the memory's exact key, so a resume need not recompute it
 
 
 def trial_id_for(node_id: str, seed: int) -> str:
@@ -113,6 +114,11 @@ class SearchTree:
         self.winners: list[str] = []  # branch winners, ranked, when integration began
         self.confirmations: dict[str, dict[str, Any]] = {}  # node -> evidence when it crossed the boundary
         self.sessions: list[dict[str, Any]] = []
+        self.llm_usd = 0.0  # spend of every LLM call, from llm_call events
+        self.llm_calls = 0
+        self.llm_by_proposer: dict[str, dict[str, float]] = {}  # calls, failed, tokens, usd
+        self.proposer_modes: dict[str, str] = {}  # hybrid proposer -> its current mode
+        self.switches: list[dict[str, Any]] = []
         self.last_seq = 0
         self.last_ts = 0.0
         self._applying = 0  # seq of the event being applied
@@ -228,6 +234,7 @@ class SearchTree:
                 reason=data["reason"],
                 node_id=data.get("node_id"),
                 duplicate_of=data.get("duplicate_of"),
+                memory_key=data.get("memory_key", ""),
             )
         )
 
@@ -239,6 +246,24 @@ class SearchTree:
     def _on_campaign_finished(self, data: dict[str, Any]) -> None:
         self.phase = Phase.DONE
         self.finished_reason = data["reason"]
+
+    def _on_llm_call(self, data: dict[str, Any]) -> None:
+        cost = float(data.get("cost_usd") or 0.0)
+        self.llm_usd += cost
+        self.llm_calls += 1
+        totals = self.llm_by_proposer.setdefault(
+            str(data.get("proposer", "")),
+            {"calls": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "usd": 0.0},
+        )
+        totals["calls"] += 1
+        totals["failed"] += 0 if data.get("ok", True) else 1
+        totals["prompt_tokens"] += int(data.get("prompt_tokens") or 0)
+        totals["completion_tokens"] += int(data.get("completion_tokens") or 0)
+        totals["usd"] += cost
+
+    def _on_proposer_switched(self, data: dict[str, Any]) -> None:
+        self.proposer_modes[data["proposer"]] = data["mode"]
+        self.switches.append(dict(data))
 
     def _on_note(self, data: dict[str, Any]) -> None:
         """Informational events (budget warnings, proposer notes) change no state."""

@@ -20,6 +20,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -53,7 +54,7 @@ def make_project(root: Path) -> Path:
 def bare_tune(project: Path, trials: int, scratch: Path) -> float:
     from ray import tune
 
-    def trainable(config: dict) -> None:  # type: ignore[type-arg]
+    def trainable(config: dict[str, Any]) -> None:
         out = scratch / f"t{config['i']}"
         out.mkdir(parents=True, exist_ok=True)
         params = out / "params.json"

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.llm_server import ScriptedLLMServer
+
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
@@ -18,3 +20,10 @@ def ray_session() -> Iterator[None]:
     connect(None, num_cpus=2)
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def llm_server() -> Iterator[ScriptedLLMServer]:
+    """A scripted OpenAI-compatible server on loopback (tests/llm_server.py)."""
+    with ScriptedLLMServer() as server:
+        yield server

@@ -40,9 +40,10 @@ def test_missing_project(tmp_path: Path) -> None:
     assert done.returncode == 2 and "nowhere does not exist" in done.stderr
 
 
-@pytest.mark.parametrize("command", ["resume", "status", "report"])
+@pytest.mark.parametrize("command", ["resume", "status", "report", "inject"])
 def test_commands_on_a_folder_that_is_not_a_campaign(tmp_path: Path, command: str) -> None:
-    done = arborist(command, str(tmp_path))
+    extra = ["--hypothesis", "h", "--param", "x=2"] if command == "inject" else []
+    done = arborist(command, str(tmp_path), *extra)
     assert done.returncode == 2
     assert "is not a campaign folder" in done.stderr and "Traceback" not in done.stderr
 
@@ -109,3 +110,24 @@ def test_report_writes_the_notebook(tmp_path: Path) -> None:
     status = arborist("status", str(tmp_path / "campaign"))
     assert "baseline" in status.stdout
 
+
+
+def test_inject_queues_a_change_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    from orchestrator.campaign import prepare
+    from orchestrator.config import load_config
+    from orchestrator.proposers.queue import load_queue
+    from tests.toy import bonus_diff
+
+    config = load_config(write_config(tmp_path))
+    prepare(config, None)
+    campaign = str(config.campaign_dir)
+    diff = tmp_path / "bonus.diff"
+    diff.write_text(bonus_diff("0.2"))
+    done = arborist("inject", campaign, "--hypothesis", "a larger bonus", "--aspect", "architecture",
+                    "--diff", str(diff))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("queued inject-1")
+    done = arborist("inject", campaign, "--hypothesis", "move x", "--param", "x=9")
+    assert done.returncode == 2 and "outside its range [0, 6]" in done.stderr and "Traceback" not in done.stderr
+    items = load_queue(Path(campaign) / "inbox.yaml")
+    assert [i["id"] for i in items] == ["inject-1"] and items[0]["diff"] == bonus_diff("0.2")

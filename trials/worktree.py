@@ -31,6 +31,7 @@ from trials.fsutil import atomic_write_bytes, rmtree_force
 from trials.gitutil import NO_SIGN, git_text, run_git, stderr_text
 from trials.hashing import hash_path
 from trials.locks import file_lock
+from trials.patch import touched_paths
 from trials.spec import CodeChange
 
 ROOT_BRANCH = "arborist/root"
@@ -238,6 +239,36 @@ class CampaignRepo:
         if proc.returncode == 0:
             return None
         return stderr_text(proc) or f"git apply failed with exit code {proc.returncode}"
+
+    def changed_files(self, commit: str, diff: str) -> dict[str, tuple[str, str]] | None:
+        """Each text file `diff` touches, as (before, after) at `commit`; None if it does not apply.
+
+        Like check_diff it works on a throw-away index, so it is safe to call concurrently.
+        """
+        with self._scratch_index(commit) as env:
+            proc = run_git(
+                ["apply", "--cached", "--whitespace=nowarn", "-"],
+                cwd=self.path, stdin=patch_bytes(diff), env=env, check=False,
+            )
+            if proc.returncode != 0:
+                return None
+            files = {}
+            for path in touched_paths(diff):
+                before = self._blob_text(f"{commit}:{path}", env)
+                after = self._blob_text(f":{path}", env)
+                if before is None or after is None:
+                    return None  # binary or unreadable: the caller falls back to the diff's text
+                files[path] = (before or "", after or "")
+        return files
+
+    def _blob_text(self, spec: str, env: dict[str, str]) -> str | None:
+        proc = run_git(["cat-file", "-p", spec], cwd=self.path, env=env, check=False)
+        if proc.returncode != 0:
+            return ""  # absent on this side: created or deleted by the diff
+        try:
+            return proc.stdout.decode()
+        except UnicodeDecodeError:
+            return None
 
     def commit_node(
         self,

@@ -15,7 +15,7 @@ import numpy as np
 
 from orchestrator.change import Change
 from orchestrator.config import ParamConfig
-from orchestrator.proposers.base import Outcome, ProposalContext
+from orchestrator.proposers.base import Outcome, ProposalContext, ProposerEvent
 
 GRID_POINTS = 5  # per numeric parameter: enough to bracket an optimum, few enough to finish
 
@@ -183,6 +183,12 @@ class ParamsProposer:
         (param, _value), = change.params.items()
         self._count += 1
         self._source.suggest(param, change.source_id)
+
+    def busy(self) -> bool:
+        return False
+
+    def drain_events(self) -> list[ProposerEvent]:
+        return []
 
 
 def _fmt(value: Any) -> str:

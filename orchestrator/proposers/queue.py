@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from orchestrator.change import Change
-from orchestrator.proposers.base import Outcome, ProposalContext
+from orchestrator.proposers.base import Outcome, ProposalContext, ProposerEvent
 
 REQUIRED = ("id", "hypothesis")
 
@@ -106,3 +106,9 @@ class QueueProposer:
 
     def restore(self, change: Change) -> None:
         self._consumed.add(change.source_id)
+
+    def busy(self) -> bool:
+        return False
+
+    def drain_events(self) -> list[ProposerEvent]:
+        return []

@@ -109,3 +109,21 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="YAML mapping"):
         load_config(path)
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "cluster.yaml", "llm.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    config = load_config(Path(__file__).parents[2] / "configs" / name)
+    assert config.search.proposers
+
+
+def test_llm_proposers_need_an_llm_section(tmp_path: Path) -> None:
+    path = write_config(tmp_path, search={"proposers": [{"type": "llm_code"}]})
+    with pytest.raises(ConfigError, match=r"llm_code need an `llm:` section"):
+        load_config(path)
+
+
+def test_llm_prices_come_in_pairs(tmp_path: Path) -> None:
+    path = write_config(tmp_path, llm={"model": "openai/x", "input_cost_per_token": 1e-6})
+    with pytest.raises(ConfigError, match=r"campaign.yaml:\d+: llm: give both input_cost_per_token"):
+        load_config(path)
