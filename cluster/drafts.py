@@ -22,6 +22,7 @@ class RemoteDrafts:
     def __init__(self, actor_name: str) -> None:
         self._actor_name = actor_name
         self._actor: Any = None
+        self._last_error = ""
 
     def _handle(self) -> Any:
         if self._actor is None:
@@ -34,9 +35,12 @@ class RemoteDrafts:
     def collect(self, proposer: str) -> dict[str, Any]:
         try:
             out: dict[str, Any] = ray.get(self._handle().collect.remote(proposer), timeout=COLLECT_TIMEOUT_S)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ValueError) as exc:
             self._actor = None
             # Nothing pending: the search goes on with other proposers and asks again later.
-            return {"proposals": [], "events": [("note", {"message": f"proposer actor unreachable: {exc}"})],
-                    "pending": [], "stopped": ""}
+            message = f"proposer actor unreachable: {str(exc).splitlines()[0][:300]}"
+            events = [] if message == self._last_error else [("note", {"message": message})]
+            self._last_error = message
+            return {"proposals": [], "events": events, "pending": [], "stopped": ""}
+        self._last_error = ""
         return out

@@ -129,10 +129,11 @@ def run(
     connect(config.ray.address)
     name = actor_name(config)
     config_data = config.model_dump(mode="json")
-    drafts = None
+    drafts, drafts_actor = None, None
     if any(p.type in LLM_PROPOSERS for p in config.search.proposers):
         drafts_name = f"{name}-proposer"
-        start_actor(DraftService, drafts_name, config_data, actor_env=llm_env(config))
+        # Holding the handle keeps the actor alive: Ray collects an actor nobody holds.
+        drafts_actor = start_actor(DraftService, drafts_name, config_data, actor_env=llm_env(config))
         drafts = RemoteDrafts(drafts_name)
     tree_env = llm_env(config) if config.memory.embedding_model else None
     actor = start_actor(SearchService, name, config_data, setup, make_suggester, drafts, actor_env=tree_env)
@@ -159,8 +160,9 @@ def run(
             poller.join(timeout=5)
         summary: dict[str, Any] = ray.get(actor.close.remote())
         stop_actor(name)
-        if drafts is not None:
+        if drafts_actor is not None:
             stop_actor(f"{name}-proposer")
+            drafts_actor = None
     if on_progress is not None:
         on_progress(summary)
     if summary["phase"] != "done":

@@ -171,7 +171,7 @@ def _status(args: argparse.Namespace) -> int:
         "counts": tree.counts(), "incumbent": _incumbent_brief(data),
         "trials_spent": sum(1 for r in tree.trials.values() if r.state.value != "PENDING"),
         "max_trials": config.budget.max_trials, "elapsed_s": tree.elapsed_s(),
-        "max_wall_s": config.budget.max_wall_s,
+        "max_wall_s": config.budget.max_wall_s, "llm_calls": tree.llm_calls, "llm_usd": tree.llm_usd,
     }
     print(progress_line(progress))
     if tree.finished_reason:

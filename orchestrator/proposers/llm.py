@@ -249,14 +249,15 @@ class LLMClient:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    try:
-        return float(headers.get("retry-after"))
-    except (TypeError, ValueError):
-        return None
+    """The provider's Retry-After, in seconds, where litellm kept the response headers."""
+    for headers in (getattr(exc, "litellm_response_headers", None),
+                    getattr(getattr(exc, "response", None), "headers", None)):
+        if headers and headers.get("retry-after") is not None:
+            try:
+                return float(headers.get("retry-after"))
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def _hint(exc: BaseException, config: LLMConfig) -> str:

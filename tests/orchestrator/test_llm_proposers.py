@@ -248,8 +248,9 @@ def test_hybrid_escalates_to_code_when_params_stall_and_falls_back(
     config = llm_config(
         tmp_path, llm_server,
         [{"type": "hybrid", "stall_after": 2, "fallback_after": 2, "max_repairs": 0, "k": 1}],
-        # A narrow range: changing x barely matters, so the params search stalls.
-        params={"x": {"type": "float", "low": 0.95, "high": 1.05, "default": 1.0}},
+        # Values of x so close that no change can matter: the params search stalls.
+        params={"x": {"type": "choice", "values": [1.0, 0.999, 1.001, 0.998, 1.002, 0.997], "default": 1.0}},
+        memory={"param_tolerance": 0.0},
         budget={"max_trials": 45, "max_wall_s": 300},
     )
     data = config.model_dump(mode="json")
