@@ -63,6 +63,8 @@ class SearchEngine:
         self._on_finish = on_finish
         self._in_flight: set[str] = set()
         self._last_proposer_error: dict[str, str] = {}
+        # The tree's history in words costs a pass over every node: only LLM proposers read it.
+        self._wants_records = any(getattr(p, "wants_records", False) for p in proposers)
 
     # ----- start and restore -------------------------------------------------------------
     def start(self, meta: dict[str, Any], root_commit: str) -> None:
@@ -263,14 +265,23 @@ class SearchEngine:
             if not self._expand():
                 break
         if not self.tree.open_nodes() and not self._in_flight:
-            if any(p.busy() for p in self.proposers if not p.exhausted()):
+            if self._any_busy():
                 return  # an LLM is drafting: wait for it rather than end the search
             # Drafts rejected a moment ago may have changed a proposer's mind (a hybrid falls back
             # to params): hear them out before concluding that nobody has anything left.
             self._journal_proposer_events()
-            if self._expand() or any(p.busy() for p in self.proposers if not p.exhausted()):
+            if self._expand() or self._any_busy():
                 return
             self._begin_integration("no proposer has anything left to try")
+
+    def _any_busy(self) -> bool:
+        for proposer in self.proposers:
+            try:
+                if not proposer.exhausted() and proposer.busy():
+                    return True
+            except (QueueFileError, ValueError, OSError):
+                continue  # a broken hypotheses file: _ask journals it
+        return False
 
     def _expand(self) -> bool:
         parent = policy.expansion_parent(self.tree, self.config)
@@ -278,7 +289,9 @@ class SearchEngine:
             return False
         context = ProposalContext(
             parent_id=parent.node_id, parent_params=dict(parent.params), history=self._history(),
-            parent_commit=parent.commit, records=self._records(), rejected=self._rejected(),
+            parent_commit=parent.commit,
+            records=self._records() if self._wants_records else [],
+            rejected=self._rejected() if self._wants_records else [],
             lineage=[ROOT_ID, *parent.chain][-2::-1] if parent.node_id != ROOT_ID else [],
             llm_usd=self.tree.llm_usd,
         )

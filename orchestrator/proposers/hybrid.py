@@ -10,6 +10,8 @@ PARAMS, CODE = "params", "code"
 
 
 class HybridProposer:
+    wants_records = True  # its prompts show the tree's history
+
     def __init__(self, name: str, params: Proposer, code: Proposer, *, stall_after: int, fallback_after: int) -> None:
         self.name = name
         self._params = params

@@ -28,6 +28,8 @@ class DraftBackend(Protocol):
 
 
 class ReadyProposer:
+    wants_records = True  # its prompts show the tree's history
+
     def __init__(self, name: str, backend: DraftBackend, *, ready: int, max_proposals: int | None = None) -> None:
         self.name = name
         self._backend = backend

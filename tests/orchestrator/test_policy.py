@@ -30,6 +30,8 @@ def _tree(values: dict[str, list[dict[str, float]]], durations_s: float = 3600.0
             kind="params", aspect="lr", hypothesis="h", proposer="t", params={"lr": i}, cost_usd=cost
         ).to_dict()
         if change is not None:
+            if cost:
+                tree.record("llm_call", proposer="t", purpose="draft", model="m", cost_usd=cost, ok=True)
             tree.record("proposal", proposal_id=f"p{i}", parent_id=ROOT_ID, change=change, verdict="accepted",
                         reason="", node_id=node_id, duplicate_of=None)
         origin = "root" if parent is None else "search"
