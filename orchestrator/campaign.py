@@ -45,7 +45,7 @@ def storage_uri(config: CampaignConfig) -> str:
 
 def has_events(config: CampaignConfig) -> bool:
     assert config.campaign_dir is not None
-    fs, root = open_filesystem(storage_uri(config))
+    fs, root = open_filesystem(storage_uri(config), config.s3)
     return bool(load_events(fs, root, Path(config.campaign_dir) / "journal.wal"))
 
 

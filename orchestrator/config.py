@@ -246,11 +246,23 @@ class LimitsConfig(_Model):
     max_diff_lines: int = Field(default=400, ge=1)
 
 
+class S3Config(_Model):
+    """How to reach an s3:// ledger; unset fields fall back to the standard AWS variables and profiles."""
+
+    endpoint_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8333 for SeaweedFS or MinIO")
+    region: str | None = Field(default=None, description="default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1")
+    profile: str | None = Field(default=None, description="a profile of ~/.aws/config")
+    access_key_env: str | None = Field(default=None, description="variable holding the access key id")
+    secret_key_env: str | None = Field(default=None, description="variable holding the secret key")
+    create_bucket: bool = Field(default=False, description="create the bucket when it does not exist")
+
+
 class CampaignConfig(_Model):
     name: str
     project: Path
     campaign_dir: Path | None = None
     storage: str | None = None
+    s3: S3Config = Field(default_factory=S3Config)
     seed: int = 0
     entrypoint: EntrypointConfig
     metrics: dict[str, MetricConfig]

@@ -15,19 +15,29 @@ instead of duplicating rows. docs/ledger.md documents each column.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from orchestrator.config import S3Config
+from orchestrator.storage import StorageError, open_storage
 from orchestrator.tree import Event
 from trials.spec import Fingerprint
 
-SCHEMA_VERSION = 1
+# 2: proposals gained memory_* columns and the llm_calls table appeared; version 1 parts
+# read with those columns null.
+SCHEMA_VERSION = 2
+MAX_RETRY_S = 30.0  # longest wait between flushes while storage is down
+COMPACT_AT = 16  # parts of one table that are merged into one at the end of a session
+log = logging.getLogger("arborist.ledger")
 TABLES = ("events", "trials", "proposals", "llm_calls")
 
 EVENT_SCHEMA = pa.schema(
@@ -155,14 +165,11 @@ class LedgerError(RuntimeError):
     pass
 
 
-def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" not in uri:
-        path = Path(uri).resolve()
-        return pafs.LocalFileSystem(), str(path)
+def open_filesystem(uri: str, s3: S3Config | None = None) -> tuple[pafs.FileSystem, str]:
     try:
-        return pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise LedgerError(f"storage {uri!r}: cannot open it ({exc}); check the URI in `storage:`") from exc
+        return open_storage(uri, s3)
+    except StorageError as exc:
+        raise LedgerError(str(exc)) from exc
 
 
 class Ledger:
@@ -173,9 +180,15 @@ class Ledger:
         *,
         flush_rows: int = 256,
         flush_interval_s: float = 5.0,
+        s3: S3Config | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.uri = uri
-        self._fs, self._root = open_filesystem(uri)
+        self._fs, self._root = open_filesystem(uri, s3)
+        self._local = isinstance(self._fs, pafs.LocalFileSystem)
+        self._warn = warn or (lambda message: log.warning("%s", message))
+        self._failures = 0  # flushes in a row that storage refused
+        self._retry_at = 0.0
         self._wal_path = wal_path
         self._flush_rows = flush_rows
         self._flush_interval_s = flush_interval_s
@@ -194,13 +207,40 @@ class Ledger:
         self._buffer.append(event)
 
     def due(self) -> bool:
-        return bool(self._buffer) and (
-            len(self._buffer) >= self._flush_rows
-            or time.monotonic() - self._last_flush >= self._flush_interval_s
+        now = time.monotonic()
+        return bool(self._buffer) and now >= self._retry_at and (
+            len(self._buffer) >= self._flush_rows or now - self._last_flush >= self._flush_interval_s
         )
 
-    def flush(self, nodes: list[dict[str, Any]] | None = None) -> None:
-        """Write buffered events (and the rows derived from them) as Parquet parts."""
+    @property
+    def pending(self) -> int:
+        """Events in the journal not yet in Parquet."""
+        return len(self._buffer)
+
+    def flush(self, nodes: list[dict[str, Any]] | None = None) -> bool:
+        """Write buffered events (and the rows derived from them) as Parquet parts.
+
+        Storage that does not answer (an S3 outage) loses nothing: the events stay in the
+        fsync'd journal and the buffer, a warning says so, and the next flush retries after a
+        backoff. Returns whether everything was written.
+        """
+        try:
+            self._flush(nodes)
+        except (OSError, pa.ArrowException) as exc:
+            self._failures += 1
+            delay = min(MAX_RETRY_S, 2.0 ** self._failures)
+            self._retry_at = time.monotonic() + delay
+            self._warn(
+                f"storage {self.uri} is not answering ({str(exc).splitlines()[0][:200]}); {len(self._buffer)} "
+                f"events are safe in {self._wal_path} and will be written when it is back (retry in {delay:.0f} s)"
+            )
+            return False
+        if self._failures:
+            self._warn(f"storage {self.uri} is answering again; the buffered events are written")
+        self._failures, self._retry_at = 0, 0.0
+        return True
+
+    def _flush(self, nodes: list[dict[str, Any]] | None) -> None:
         if self._buffer:
             events = sorted(self._buffer, key=lambda e: e.seq)
             name = f"part-{events[0].seq:012d}-{events[-1].seq:012d}.parquet"
@@ -223,13 +263,54 @@ class Ledger:
             self._buffer = []
         self._last_flush = time.monotonic()
 
-    def close(self, nodes: list[dict[str, Any]] | None = None) -> None:
-        self.flush(nodes)
+    def close(self, nodes: list[dict[str, Any]] | None = None, wait_s: float = 60.0) -> None:
+        """Flush, waiting up to wait_s for storage that is down; compact small parts."""
+        deadline = time.monotonic() + wait_s
+        while not self.flush(nodes):
+            if time.monotonic() >= deadline:
+                self._wal.close()
+                raise LedgerError(
+                    f"storage {self.uri} is still not answering; {len(self._buffer)} events are safe in "
+                    f"{self._wal_path}. Run `arborist resume` when it is back: they are written first."
+                )
+            time.sleep(max(0.0, min(self._retry_at, deadline) - time.monotonic()))
+        try:
+            self.compact()
+        except (OSError, pa.ArrowException) as exc:
+            self._warn(f"compaction of {self.uri} skipped ({exc}); the ledger is complete without it")
         self._wal.close()
 
+    def compact(self, min_parts: int = COMPACT_AT) -> int:
+        """Merge each table's parts into one when there are at least min_parts; returns merged tables.
+
+        The merged part is written before the small ones are deleted, and readers drop rows seen
+        twice (by event seq), so a crash in between loses and duplicates nothing.
+        """
+        merged = 0
+        for table_name in TABLES:
+            parts = _parts(self._fs, f"{self._root}/{table_name}")
+            if len(parts) < min_parts:
+                continue
+            table = _dedupe(pa.concat_tables([_read_part(self._fs, p) for p in parts], promote_options="default"))
+            first = parts[0].rsplit("/", 1)[1].split("-")[1]
+            last = parts[-1].rsplit("/", 1)[1].split("-")[2].split(".")[0]
+            name = f"{table_name}/part-{first}-{last}.parquet"
+            self._write_table(name, table.cast(SCHEMAS[table_name]) if table.schema != SCHEMAS[table_name] else table)
+            target = f"{self._root}/{name}"
+            for part in parts:
+                if part != target:
+                    self._fs.delete_file(part)
+            merged += 1
+        return merged
+
     def _write(self, relpath: str, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
-        table = pa.Table.from_pylist(rows, schema=schema)
+        self._write_table(relpath, pa.Table.from_pylist(rows, schema=schema))
+
+    def _write_table(self, relpath: str, table: pa.Table) -> None:
         path = f"{self._root}/{relpath}"
+        if not self._local:
+            pq.write_table(table, path, filesystem=self._fs)  # one PUT: an object appears whole or not at all
+            return
         self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         tmp = f"{path}.tmp-{os.getpid()}"
         pq.write_table(table, tmp, filesystem=self._fs)
@@ -275,17 +356,42 @@ def read_table(fs: pafs.FileSystem, root: str, table: str) -> pa.Table:
         return _read_part(fs, path)
     parts = [_read_part(fs, p) for p in _parts(fs, f"{root}/{table}")]
     # Parts written before a column was added read with that column null.
-    return pa.concat_tables(parts, promote_options="default") if parts else schema.empty_table()
+    return _dedupe(pa.concat_tables(parts, promote_options="default")) if parts else schema.empty_table()
+
+
+def _dedupe(table: pa.Table) -> pa.Table:
+    """Rows of one event once: a compaction cut short by a crash leaves them in two parts."""
+    key = "seq" if "seq" in table.column_names else "event_seq" if "event_seq" in table.column_names else None
+    if key is None or table.num_rows == 0:
+        return table
+    _, first = np.unique(table.column(key).to_numpy(zero_copy_only=False), return_index=True)
+    if len(first) == table.num_rows:
+        return table
+    return table.take(pa.array(np.sort(first)))
 
 
 def _read_part(fs: pafs.FileSystem, path: str) -> pa.Table:
     try:
-        return pq.read_table(path, filesystem=fs)
+        table = pq.read_table(path, filesystem=fs)
     except (pa.ArrowInvalid, OSError) as exc:
         raise LedgerError(
-            f"ledger file {path} is unreadable ({exc}). Move it aside and run `arborist resume`; "
-            "the write-ahead journal and the other parts are kept."
+            f"ledger file {path} is unreadable: corrupt or truncated ({str(exc).splitlines()[0][:200]}). Nothing "
+            "was changed or deleted. Restore it from a copy; an events part is needed to rebuild the campaign, "
+            "the other tables are derived from the events."
         ) from exc
+    raw = (table.schema.metadata or {}).get(b"arborist_schema_version", b"")
+    try:
+        version = int(raw.decode() or "0")
+    except ValueError:
+        version = -1
+    if version > SCHEMA_VERSION or version < 1:
+        what = f"schema version {raw.decode(errors='replace') or 'missing'}"
+        raise LedgerError(
+            f"ledger file {path} has {what}; this arborist reads versions 1 to {SCHEMA_VERSION}. "
+            + ("Upgrade arborist to read it." if version > SCHEMA_VERSION else
+               "It was not written by arborist; point `storage:` at a ledger folder of its own.")
+        )
+    return table
 
 
 def load_events(fs: pafs.FileSystem, root: str, wal_path: Path | None) -> list[Event]:

@@ -17,7 +17,7 @@ from trials.spec import TrialState
 def load_tree(config: CampaignConfig) -> SearchTree:
     assert config.campaign_dir is not None
     uri = config.storage or str(Path(config.campaign_dir) / "ledger")
-    fs, root = open_filesystem(uri)
+    fs, root = open_filesystem(uri, config.s3)
     return SearchTree.replay(load_events(fs, root, Path(config.campaign_dir) / "journal.wal"))
 
 

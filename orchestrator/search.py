@@ -8,6 +8,7 @@ ledger. It imports no Ray: the cluster layer wraps it in an actor and bridges it
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from trials.worktree import CampaignRepo
 
 __all__ = ["FINISHED", "RepoWorkspace", "SearchService", "node_rows"]
 
+log = logging.getLogger("arborist.search")
 INBOX_PROPOSER = "inbox"  # `arborist inject` writes there; it comes before the configured proposers
 
 
@@ -51,7 +53,9 @@ class SearchService:
         assert self.config.campaign_dir is not None
         self.campaign_dir = Path(self.config.campaign_dir)
         storage = self.config.storage or str(self.campaign_dir / "ledger")
-        self.ledger = Ledger(storage, self.campaign_dir / "journal.wal")
+        self._storage_warnings: list[str] = []
+        self.ledger = Ledger(storage, self.campaign_dir / "journal.wal", s3=self.config.s3,
+                             warn=self._storage_warnings.append)
         self.repo = CampaignRepo(self.campaign_dir / "repo")
         self.tree = SearchTree.replay(self.ledger.load_events(), sink=self.ledger.append)
         inbox = [(INBOX_PROPOSER, inbox_path(self.campaign_dir))]
@@ -73,6 +77,14 @@ class SearchService:
 
     def _flush(self) -> None:
         self.ledger.flush(self.node_rows())
+        self._journal_storage_warnings()
+
+    def _journal_storage_warnings(self) -> None:
+        """Storage trouble goes to the journal (on local disk, so it survives the outage) and the log."""
+        for message in self._storage_warnings:
+            log.warning("%s", message)
+            self.tree.record("note", message=message)
+        self._storage_warnings.clear()
 
     def _make_embedder(self) -> MemoryEmbedder | None:
         model = self.config.memory.embedding_model
@@ -89,6 +101,8 @@ class SearchService:
     # ----- the Searcher protocol ---------------------------------------------------------
     def suggest(self) -> dict[str, Any] | str | None:
         """The next trial to run (a TrialSpec dict), None to wait, or FINISHED."""
+        if self._embedder is not None:
+            self._embedder.sync_spent(self.tree.llm_usd)
         record = self.engine.next_trial()
         self._journal_embeddings()
         if record is None or isinstance(record, str):
@@ -110,6 +124,7 @@ class SearchService:
     def close(self) -> dict[str, Any]:
         """Flush the ledger; trials still handed out when the campaign stops will run again."""
         self.engine.release_in_flight()
+        self._flush()  # storage trouble, or its end, is journaled before the last write
         self.ledger.close(self.node_rows())
         return self.progress()
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.llm_server import ScriptedLLMServer
+from tests.s3_server import SeaweedS3
 
 
 @pytest.fixture(scope="session")
@@ -26,4 +27,11 @@ def ray_session() -> Iterator[None]:
 def llm_server() -> Iterator[ScriptedLLMServer]:
     """A scripted OpenAI-compatible server on loopback (tests/llm_server.py)."""
     with ScriptedLLMServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One SeaweedFS S3 server on loopback for the session (tests/s3_server.py)."""
+    with SeaweedS3(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server

@@ -1,13 +1,17 @@
 """A scripted OpenAI-compatible server on loopback, for litellm to talk real HTTP to.
 
-Replies come from a script (consumed in order, then `default`); a step can be slow, answer an
-HTTP error, send a raw (malformed) body, or compute its content from the request.
+Chat replies come from a script (consumed in order, then `default`; with neither, a 500 "script
+exhausted"); a step can be slow, answer an HTTP error, send a raw (malformed) body, or compute its
+content from the request. Embeddings are a hashed bag of words, so equal texts get equal vectors;
+`script_embeddings` queues steps for them too (errors, delays, raw bodies). Loopback only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,21 +22,22 @@ from typing import Any
 
 @dataclass
 class Step:
-    content: str = ""
+    content: str = ""  # the assistant message
     status: int = 200
     delay_s: float = 0.0
     raw: str | None = None
     prompt_tokens: int | None = None  # None: counted from the request, as a provider would
     completion_tokens: int = 50  # never more than the request's max_tokens
-    retry_after: float | None = None
+    retry_after: float | None = None  # sent as a Retry-After header with an error status
     handler: Callable[[dict[str, Any]], str] | None = None
 
 
 class ScriptedLLMServer:
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []  # {"path", "headers", "body"} of every request
         self.default: Step | None = None
         self._script: list[Step] = []
+        self._embedding_script: list[Step] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -46,6 +51,11 @@ class ScriptedLLMServer:
         with self._lock:
             self._script.extend(Step(content=s) if isinstance(s, str) else s for s in steps)
 
+    def script_embeddings(self, *steps: Step) -> None:
+        """Steps for /embeddings requests, in order; once used up, embeddings are answered normally."""
+        with self._lock:
+            self._embedding_script.extend(steps)
+
     def start(self) -> None:
         server = self
 
@@ -56,11 +66,15 @@ class ScriptedLLMServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                server._serve(self, body)
+                # The client may have given up (a timeout under test): then nobody is left to answer.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    server._serve(self, body)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: stop() waits for it, once per test.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -68,6 +82,9 @@ class ScriptedLLMServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
 
     def __enter__(self) -> ScriptedLLMServer:
         self.start()
@@ -80,13 +97,16 @@ class ScriptedLLMServer:
     def _next(self, embeddings: bool) -> Step | None:
         with self._lock:
             if embeddings:
-                return Step()
+                return self._embedding_script.pop(0) if self._embedding_script else Step()
             return self._script.pop(0) if self._script else self.default
 
     def _serve(self, http: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
-        embeddings = http.path.endswith("/embeddings")
         with self._lock:
             self.requests.append({"path": http.path, "headers": dict(http.headers), "body": body})
+        embeddings = http.path.endswith("/embeddings")
+        if not embeddings and not http.path.endswith("/chat/completions"):
+            self._send(http, 404, {"error": {"message": f"no route {http.path}", "type": "invalid_request_error"}})
+            return
         step = self._next(embeddings)
         if step is None:
             self._send(http, 500, {"error": {"message": "script exhausted", "type": "server_error"}})
@@ -134,6 +154,7 @@ class ScriptedLLMServer:
 
 
 def _count_tokens(body: dict[str, Any]) -> int:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-list download at import
     import litellm
 
     return int(litellm.token_counter(model="gpt-4o", messages=body.get("messages") or []))

@@ -33,6 +33,10 @@ class MemoryEmbedder:
                 data: dict[str, Any] = call.to_dict()
                 self._events.append(("llm_call", {"proposer": "memory", **data}))
 
+    def sync_spent(self, usd: float) -> None:
+        """The campaign's spend so far (the proposer actor spends from the same cap)."""
+        self._client.sync_spent(usd)
+
     def drain_events(self) -> list[ProposerEvent]:
         events, self._events = self._events, []
         return events
