@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from orchestrator import report
-from orchestrator.config import CampaignConfig, ConfigError, load_config
+from orchestrator.config import ASPECTS, CampaignConfig, ConfigError, load_config
 from orchestrator.inbox import InjectError
 from orchestrator.ledger import LedgerError
 from orchestrator.progress import ProgressDisplay, progress_line
@@ -71,28 +71,23 @@ def _parser() -> argparse.ArgumentParser:
         description="Queue one change for the campaign: a code diff with its aspect, or one hyperparameter. "
                     "It is screened like any proposal (memory, validity) before it runs.",
     )
-    inj.add_argument("campaign_dir", type=Path)
-    inj.add_argument("--hypothesis", required=True, help="one sentence: what the change does and why")
-    inj.add_argument("--aspect", help="the aspect of a code change (optimizer, lr_schedule, architecture, ...)")
-    inj.add_argument("--diff", type=Path, help="a unified diff file (as `git diff` prints it)")
-    inj.add_argument("--param", help="a params change instead: NAME=VALUE, e.g. lr=0.003")
-    inj.add_argument("--id", dest="item_id", help="the item's id (default inject-<n>)")
+    inj.add_argument("campaign_dir", type=Path, metavar="CAMPAIGN_DIR", help="the folder `arborist run` printed")
+    inj.add_argument("--hypothesis", required=True, metavar="TEXT", help="one sentence: what the change does and why")
+    inj.add_argument("--aspect", metavar="A", help=f"the aspect of a code change, one of: {', '.join(ASPECTS)}")
+    inj.add_argument("--diff", type=Path, metavar="FILE", help="a code change: a unified diff, as `git diff` prints it")
+    inj.add_argument("--param", metavar="NAME=VALUE", help="a params change instead; VALUE is read as YAML (lr=0.003)")
+    inj.add_argument("--id", dest="item_id", metavar="ID", help="the item's id (default inject-<n>)")
     inj.set_defaults(func=_inject)
     return parser
 
 
 def _inject(args: argparse.Namespace) -> int:
     from orchestrator import campaign
-    from orchestrator.inbox import inject, parse_param
+    from orchestrator.inbox import inject, parse_param, read_diff
 
     campaign_dir = args.campaign_dir.resolve()
     config = campaign.load_campaign_config(campaign_dir)
-    diff = None
-    if args.diff is not None:
-        try:
-            diff = args.diff.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InjectError(f"--diff {args.diff}: cannot read it as text ({exc})") from exc
+    diff = read_diff(args.diff) if args.diff is not None else None
     param = parse_param(args.param) if args.param is not None else None
     item = inject(
         campaign_dir, config, hypothesis=args.hypothesis, aspect=args.aspect, diff=diff, param=param,

@@ -14,6 +14,7 @@ instead of duplicating rows. docs/ledger.md documents each column.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -396,9 +397,11 @@ def _read_part(fs: pafs.FileSystem, path: str) -> pa.Table:
 
 def load_events(fs: pafs.FileSystem, root: str, wal_path: Path | None) -> list[Event]:
     table = read_table(fs, root, "events")
+    # Column by column: a million rows as Python dicts would cost more than the JSON itself.
+    columns = (table.column(name).to_pylist() for name in ("seq", "ts", "type", "data"))
+    loads = json.loads
     events = {
-        row["seq"]: Event(seq=row["seq"], ts=row["ts"], type=row["type"], data=json.loads(row["data"]))
-        for row in table.to_pylist()
+        seq: Event(seq=seq, ts=ts, type=type_, data=loads(data)) for seq, ts, type_, data in zip(*columns, strict=True)
     }
     for event in read_wal(wal_path) if wal_path else []:
         events.setdefault(event.seq, event)
@@ -420,9 +423,16 @@ def _event_row(event: Event) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _fingerprint_columns(items: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    """The fp_* columns and key of a fingerprint; a campaign has few, so each is built once."""
+    fp = Fingerprint.from_dict(dict(items))
+    return {"fingerprint_key": fp.comparability_key(), **{f"fp_{k}": v for k, v in fp.to_dict().items()}}
+
+
 def _trial_row(event: Event) -> dict[str, Any]:
     result = event.data["result"]
-    fp = Fingerprint.from_dict(result.get("fingerprint") or {})
+    raw = result.get("fingerprint") or {}
     row = {
         "trial_id": result["trial_id"],
         "node_id": result["node_id"],
@@ -437,11 +447,10 @@ def _trial_row(event: Event) -> dict[str, Any]:
         "duration_s": max(0.0, (result.get("finished_at") or 0) - (result.get("started_at") or 0)),
         "worker": result.get("worker", ""),
         "log_tail": result.get("log_tail", ""),
-        "reports": json.dumps(result.get("reports") or []),
-        "fingerprint_key": fp.comparability_key(),
+        "reports": json.dumps(result["reports"]) if result.get("reports") else "[]",
         "event_seq": event.seq,
     }
-    row.update({f"fp_{k}": v for k, v in fp.to_dict().items()})
+    row.update(_fingerprint_columns(tuple(sorted((k, v) for k, v in raw.items() if not isinstance(v, dict | list)))))
     return row
 
 

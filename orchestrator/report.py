@@ -250,7 +250,29 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
             f"Trials ran under {len(fingerprints)} different fingerprints ({', '.join(fingerprints)}); "
             "only trials with equal fingerprints are compared."
         )
+        lines += _comparability_details(tree)
     return "\n".join(lines) + "\n"
+
+
+def _comparability_details(tree: SearchTree) -> list[str]:
+    """What differs between the fingerprints, and which comparisons left seeds out because of it."""
+    from trials.spec import Fingerprint
+
+    by_key: dict[str, Fingerprint] = {}
+    for record in tree.trials.values():
+        if record.result is not None:
+            by_key.setdefault(record.result.fingerprint.comparability_key(), record.result.fingerprint)
+    prints = list(by_key.values())
+    differing = [f for f in Fingerprint.COMPARED if len({getattr(fp, f) for fp in prints}) > 1]
+    lines = [f"They differ in: {', '.join(differing)}." if differing else ""]
+    for node in tree.nodes.values():
+        seeds = ((node.decision or {}).get("evidence") or {}).get("fingerprint_mismatch_seeds")
+        if seeds:
+            lines.append(
+                f"- {node.node_id} vs {node.parent_id}: seeds {seeds} not compared (their trials ran under "
+                "different fingerprints)"
+            )
+    return [line for line in lines if line]
 
 
 def _proposers_section(data: dict[str, Any]) -> list[str]:
