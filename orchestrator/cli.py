@@ -24,7 +24,7 @@ EXIT_INTERRUPTED = 130
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # a wrapped path cannot be copied back
     try:
         return int(args.func(args))
     except (ConfigError, QueueFileError, LedgerError, InjectError) as exc:

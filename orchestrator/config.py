@@ -191,17 +191,25 @@ class LLMConfig(_Model):
 
 
 class MemoryConfig(_Model):
-    """How alike two proposals must be to count as the same idea (docs/proposers.md)."""
+    """How alike two proposals must be to count as the same idea (docs/memory.md)."""
 
     text_threshold: float = Field(
-        default=0.4, gt=0, le=1, description="lexical similarity of hypotheses at or above which they are duplicates"
+        default=0.45, gt=0, le=1,
+        description="lexical similarity of two hypotheses (0 to 1) at or above which they are duplicates",
     )
-    structural: bool = Field(default=True, description="reject a change of the same target in the same direction")
+    structural: bool = Field(
+        default=True,
+        description="reject a code change making the same move (targets, direction) with the same aspect on the same "
+        "parent as an earlier one, and a params value within param_tolerance of one tried",
+    )
     param_tolerance: float = Field(
         default=0.05, ge=0, description="relative difference under which two values of a parameter are the same"
     )
     embedding_model: str | None = Field(default=None, description="litellm embedding model for hypotheses")
-    embedding_threshold: float = Field(default=0.9, gt=0, le=1, description="cosine similarity of duplicates")
+    embedding_threshold: float = Field(
+        default=0.9, gt=0, le=1,
+        description="cosine similarity of hypothesis embeddings at or above which they are duplicates",
+    )
 
 
 class SearchConfig(_Model):
