@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from orchestrator.config import S3Config
 from orchestrator.storage import StorageError, open_storage
-from orchestrator.tree import Event
+from orchestrator.tree import Event, paused_gc
 from trials.spec import Fingerprint
 
 # 2: proposals gained memory_* columns and the llm_calls table appeared; version 1 parts
@@ -194,6 +194,7 @@ class Ledger:
         self._flush_rows = flush_rows
         self._flush_interval_s = flush_interval_s
         self._buffer: list[Event] = []
+        self._encoded: dict[int, str] = {}  # seq -> the payload's JSON, from the journal
         self._last_flush = time.monotonic()
         wal_path.parent.mkdir(parents=True, exist_ok=True)
         self._fs.create_dir(self._root, recursive=True)
@@ -202,10 +203,14 @@ class Ledger:
 
     # ----- writing -----------------------------------------------------------------------
     def append(self, event: Event) -> None:
-        self._wal.write(json.dumps(event.to_dict(), default=str) + "\n")
+        # The payload is encoded once: the journal line and the events part share it.
+        data = json.dumps(event.data, default=str)
+        self._wal.write(f'{{"seq": {event.seq}, "ts": {json.dumps(event.ts)}, "type": {json.dumps(event.type)}, '
+                        f'"data": {data}}}\n')
         self._wal.flush()
         os.fsync(self._wal.fileno())
         self._buffer.append(event)
+        self._encoded[event.seq] = data
 
     def due(self) -> bool:
         now = time.monotonic()
@@ -245,10 +250,10 @@ class Ledger:
         if self._buffer:
             events = sorted(self._buffer, key=lambda e: e.seq)
             name = f"part-{events[0].seq:012d}-{events[-1].seq:012d}.parquet"
-            self._write(f"events/{name}", [_event_row(e) for e in events], EVENT_SCHEMA)
-            trials = [_trial_row(e) for e in events if e.type == "trial_finished"]
+            self._write_table(f"events/{name}", _event_table(events, self._encoded))
+            trials = [e for e in events if e.type == "trial_finished"]
             if trials:
-                self._write(f"trials/{name}", trials, TRIAL_SCHEMA)
+                self._write_table(f"trials/{name}", _trial_table(trials))
             proposals = [_proposal_row(e) for e in events if e.type == "proposal"]
             if proposals:
                 self._write(f"proposals/{name}", proposals, PROPOSAL_SCHEMA)
@@ -262,6 +267,7 @@ class Ledger:
             self._wal.truncate(0)
             self._wal.seek(0)
             self._buffer = []
+            self._encoded = {}
         self._last_flush = time.monotonic()
 
     def close(self, nodes: list[dict[str, Any]] | None = None, wait_s: float = 60.0) -> None:
@@ -400,58 +406,86 @@ def load_events(fs: pafs.FileSystem, root: str, wal_path: Path | None) -> list[E
     # Column by column: a million rows as Python dicts would cost more than the JSON itself.
     columns = (table.column(name).to_pylist() for name in ("seq", "ts", "type", "data"))
     loads = json.loads
-    events = {
-        seq: Event(seq=seq, ts=ts, type=type_, data=loads(data)) for seq, ts, type_, data in zip(*columns, strict=True)
-    }
+    with paused_gc():
+        events = {seq: Event(seq, ts, type_, loads(data)) for seq, ts, type_, data in zip(*columns, strict=True)}
     for event in read_wal(wal_path) if wal_path else []:
         events.setdefault(event.seq, event)
     return [events[s] for s in sorted(events)]
 
 
 # ----- row builders ------------------------------------------------------------------------
-def _event_row(event: Event) -> dict[str, Any]:
-    data = event.data
-    trial_id = data.get("trial_id") or (data.get("result") or {}).get("trial_id")
-    node_id = data.get("node_id") or (data.get("result") or {}).get("node_id")
-    return {
-        "seq": event.seq,
-        "ts": event.ts,
-        "type": event.type,
-        "node_id": node_id,
-        "trial_id": trial_id,
-        "data": json.dumps(data, default=str, sort_keys=True),
-    }
+def _event_table(events: list[Event], encoded: dict[int, str]) -> pa.Table:
+    """The events part, built column by column: per-row dicts cost more than the Parquet write."""
+    seqs, stamps, types, node_ids, trial_ids, payloads = [], [], [], [], [], []
+    dumps = json.dumps
+    for event in events:
+        data = event.data
+        result = data.get("result") or {}
+        seqs.append(event.seq)
+        stamps.append(event.ts)
+        types.append(event.type)
+        node_ids.append(data.get("node_id") or result.get("node_id"))
+        trial_ids.append(data.get("trial_id") or result.get("trial_id"))
+        payload = encoded.get(event.seq)
+        payloads.append(payload if payload is not None else dumps(data, default=str))
+    return pa.Table.from_arrays(
+        [pa.array(seqs, pa.int64()), pa.array(stamps, pa.float64()), pa.array(types, pa.string()),
+         pa.array(node_ids, pa.string()), pa.array(trial_ids, pa.string()), pa.array(payloads, pa.string())],
+        schema=EVENT_SCHEMA,
+    )
+
+
+_FP_NAMES = tuple(name.removeprefix("fp_") for name, _ in _FP_FIELDS if name.startswith("fp_"))
 
 
 @functools.lru_cache(maxsize=256)
-def _fingerprint_columns(items: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
-    """The fp_* columns and key of a fingerprint; a campaign has few, so each is built once."""
-    fp = Fingerprint.from_dict(dict(items))
-    return {"fingerprint_key": fp.comparability_key(), **{f"fp_{k}": v for k, v in fp.to_dict().items()}}
+def _fingerprint_columns(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The fp_* columns and key of a fingerprint, in _FP_FIELDS order; a campaign has few."""
+    fp = Fingerprint.from_dict({k: v for k, v in zip(_FP_NAMES, values, strict=True) if v is not None})
+    columns = {"fingerprint_key": fp.comparability_key(), **{f"fp_{k}": v for k, v in fp.to_dict().items()}}
+    return tuple(columns[name] for name, _ in _FP_FIELDS)
 
 
-def _trial_row(event: Event) -> dict[str, Any]:
-    result = event.data["result"]
-    raw = result.get("fingerprint") or {}
-    row = {
-        "trial_id": result["trial_id"],
-        "node_id": result["node_id"],
-        "seed": result["seed"],
-        "state": result["state"],
-        "failure_stage": result.get("failure_stage"),
-        "message": result.get("message", ""),
-        "metrics": list((result.get("metrics") or {}).items()),
-        "self_reported": bool(result.get("self_reported")),
-        "started_at": result.get("started_at"),
-        "finished_at": result.get("finished_at"),
-        "duration_s": max(0.0, (result.get("finished_at") or 0) - (result.get("started_at") or 0)),
-        "worker": result.get("worker", ""),
-        "log_tail": result.get("log_tail", ""),
-        "reports": json.dumps(result["reports"]) if result.get("reports") else "[]",
-        "event_seq": event.seq,
+def _fingerprint_values(raw: dict[str, Any]) -> tuple[Any, ...]:
+    values = tuple(map(raw.get, _FP_NAMES))
+    try:
+        hash(values)
+    except TypeError:  # a hand-written fingerprint with a list or a map in it: not a fingerprint field
+        values = tuple(None if isinstance(v, dict | list) else v for v in values)
+    return values
+
+
+def _trial_table(events: list[Event]) -> pa.Table:
+    """One row per finished trial, column by column (a list comprehension per column is several
+    times faster than a dict per row); fingerprint columns come from the few distinct ones."""
+    results = [event.data["result"] for event in events]
+    started = [r.get("started_at") for r in results]
+    finished = [r.get("finished_at") for r in results]
+    columns: dict[str, list[Any]] = {
+        "trial_id": [r["trial_id"] for r in results],
+        "node_id": [r["node_id"] for r in results],
+        "seed": [r["seed"] for r in results],
+        "state": [r["state"] for r in results],
+        "failure_stage": [r.get("failure_stage") for r in results],
+        "message": [r.get("message", "") for r in results],
+        "metrics": [list((r.get("metrics") or {}).items()) for r in results],
+        "self_reported": [bool(r.get("self_reported")) for r in results],
+        "started_at": started,
+        "finished_at": finished,
+        "duration_s": [max(0.0, (f or 0) - (s or 0)) for s, f in zip(started, finished, strict=True)],
+        "worker": [r.get("worker", "") for r in results],
+        "log_tail": [r.get("log_tail", "") for r in results],
+        "reports": [json.dumps(r["reports"]) if r.get("reports") else "[]" for r in results],
+        "event_seq": [event.seq for event in events],
     }
-    row.update(_fingerprint_columns(tuple(sorted((k, v) for k, v in raw.items() if not isinstance(v, dict | list)))))
-    return row
+    distinct: dict[tuple[Any, ...], int] = {}
+    which = [distinct.setdefault(_fingerprint_values(r.get("fingerprint") or {}), len(distinct)) for r in results]
+    fp_rows = [_fingerprint_columns(values) for values in distinct]
+    indices = pa.array(which, pa.int64())
+    arrays = {name: pa.array(values, TRIAL_SCHEMA.field(name).type) for name, values in columns.items()}
+    for i, (name, type_) in enumerate(_FP_FIELDS):
+        arrays[name] = pa.array([row[i] for row in fp_rows], type_).take(indices)
+    return pa.Table.from_arrays([arrays[name] for name in TRIAL_SCHEMA.names], schema=TRIAL_SCHEMA)
 
 
 def _proposal_row(event: Event) -> dict[str, Any]:

@@ -6,6 +6,7 @@ and into the ledger, so every field is a str, int, float, bool, list or dict of 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
@@ -135,8 +136,20 @@ class Fingerprint:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        # A campaign has a handful of fingerprints and a million trial events to replay: share them.
+        items = tuple(sorted((k, v) for k, v in data.items() if k in _FINGERPRINT_FIELDS))
+        try:
+            return _fingerprint(items)
+        except TypeError:  # an unhashable value: a hand-written fingerprint, let the dataclass judge it
+            return cls(**dict(items))
+
+
+_FINGERPRINT_FIELDS = frozenset(f.name for f in fields(Fingerprint))
+
+
+@functools.lru_cache(maxsize=1024)
+def _fingerprint(items: tuple[tuple[str, Any], ...]) -> Fingerprint:
+    return Fingerprint(**dict(items))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ import pytest
 
 from orchestrator.config import S3Config
 from orchestrator.ledger import SCHEMA_VERSION, Ledger, LedgerError, load_events, open_filesystem, read_table
+from orchestrator.tree import Event
 from tests.orchestrator.test_ledger import _events
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, SeaweedS3
+from trials.spec import Fingerprint
 
 _prefixes = itertools.count()
 
@@ -57,6 +60,35 @@ def test_rows_round_trip_with_every_fingerprint_column(
     row = con.execute("select count(*), min(fp_budget_s), count(distinct fingerprint_key) from trials").fetchone()
     assert row == (40, 60.0, 1)
     assert [e.seq for e in load_events(fs, root, tmp_path / "journal.wal")] == list(range(1, 41))
+
+
+def test_payloads_and_fingerprints_read_back_as_written(storage: tuple[str, S3Config | None], tmp_path: Path) -> None:
+    """A decision carries NaN and infinite bounds; one batch mixes fingerprints. The journal and
+    the Parquet part share one encoding of each payload; both must give back what was appended."""
+    uri, s3 = storage
+    wal = tmp_path / "journal.wal"
+    ledger = Ledger(uri, wal, s3=s3)
+    events = _events(1, 6)
+    for i, event in enumerate(events):
+        fingerprint = {**event.data["result"]["fingerprint"], "gpu_count": i % 3, "lock_hash": f"lock{i % 2}"}
+        events[i] = Event(event.seq, event.ts, event.type, {"result": {**event.data["result"],
+                                                                       "fingerprint": fingerprint}})
+    decision = Event(7, 1007.0, "decision", {"node_id": "n1", "status": "open", "gain": math.nan,
+                                             "ci": [-math.inf, math.inf], "note": "näive \"quoted\"\n"})
+    for event in [*events, decision]:
+        ledger.append(event)
+    unflushed = load_events(*open_filesystem(uri, s3), wal)  # from the journal alone
+    assert ledger.flush()
+    ledger.close()
+    fs, root = open_filesystem(uri, s3)
+    for loaded in (unflushed, load_events(fs, root, wal)):
+        assert [e.data for e in loaded[:6]] == [e.data for e in events]
+        back = loaded[6].data
+        assert math.isnan(back["gain"]) and back["ci"] == [-math.inf, math.inf] and back["note"] == "näive \"quoted\"\n"
+    trials = read_table(fs, root, "trials").to_pylist()
+    assert [(r["fp_gpu_count"], r["fp_lock_hash"]) for r in trials] == [(i % 3, f"lock{i % 2}") for i in range(6)]
+    expected = [Fingerprint.from_dict(e.data["result"]["fingerprint"]).comparability_key() for e in events]
+    assert [r["fingerprint_key"] for r in trials] == expected and len(set(expected)) == 6
 
 
 def test_writing_a_range_again_records_it_once(storage: tuple[str, S3Config | None], tmp_path: Path) -> None:
