@@ -123,6 +123,17 @@ class Fingerprint:
         "budget_s",
     )
 
+    def __post_init__(self) -> None:
+        # 60 and 60.0 are one budget: equal fingerprints must give equal keys, also when from_dict
+        # hands out a shared one that was first built from the other spelling.
+        for name, kind in (("gpu_count", int), ("cpu_count", int), ("budget_s", float)):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or type(value) is kind:
+                continue
+            if kind is int and not value.is_integer():
+                continue  # a fractional count is not ours to round
+            object.__setattr__(self, name, kind(value))
+
     @cached_property
     def _key(self) -> str:
         payload = json.dumps({k: getattr(self, k) for k in self.COMPARED}, sort_keys=True)

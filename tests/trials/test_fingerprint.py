@@ -9,6 +9,7 @@ import pytest
 
 from tests.trials.conftest import Campaign
 from trials.fingerprint import take_fingerprint
+from trials.spec import Fingerprint
 
 
 def test_software_data_and_budget_are_recorded(campaign: Campaign, tmp_path: Path) -> None:
@@ -50,3 +51,14 @@ def test_visible_gpus_follow_cuda_visible_devices(
     assert take_fingerprint(campaign.spec(), tmp_path).gpu_count == 2
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert take_fingerprint(campaign.spec(), tmp_path).gpu_count == 0
+
+
+def test_one_budget_written_two_ways_is_one_fingerprint() -> None:
+    """from_dict shares fingerprints through a cache that sees 60 == 60.0: the key must not depend
+    on which spelling came first."""
+    as_int = Fingerprint.from_dict({"budget_s": 60, "gpu_count": 2.0, "python": "3.11"})
+    as_float = Fingerprint(budget_s=60.0, gpu_count=2, python="3.11")
+    assert as_int.comparability_key() == as_float.comparability_key()
+    assert type(as_int.budget_s) is float and type(as_int.gpu_count) is int
+    assert Fingerprint(budget_s=60.5).budget_s == 60.5 and Fingerprint(gpu_count=1.5).gpu_count == 1.5  # type: ignore[arg-type]
+    assert Fingerprint.from_dict({"budget_s": 30.0}).comparability_key() != as_float.comparability_key()
