@@ -16,25 +16,51 @@ QUIET_ENV = {
 }
 
 
+class RayStartError(RuntimeError):
+    """Ray could not be started or joined; the message says which, why, and what to try."""
+
+
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Start a local Ray (address None) or join the cluster at `address`.
 
     A Ray already initialized in this process (a test session, a Ray job's driver) is reused.
+    Raises RayStartError when Ray cannot be started or reached.
     """
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     # Tune's advice on interruption ("Tuner.restore(...)") is not how a campaign resumes.
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    # A local Ray turns token authentication on by default and says so at every start; that is
+    # the setting arborist wants (docs/cluster.md), so the notice is noise. Errors still show.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     if address is None and os.environ.get("RAY_ADDRESS"):
         address = os.environ["RAY_ADDRESS"]  # set by `ray job submit` for the job's driver
     kwargs: dict[str, object] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    try:
+        if address is None:
+            # "local" means a fresh Ray: a bare init() would join a leftover `ray start` cluster.
+            ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, **kwargs)  # type: ignore[arg-type]
+        else:
+            ray.init(address=address, **kwargs)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise RayStartError(_start_failure(address, exc)) from exc
+
+
+def _start_failure(address: str | None, exc: Exception) -> str:
+    cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if address is None:
-        # "local" means a fresh Ray: a bare init() would join a leftover `ray start` cluster.
-        ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, **kwargs)  # type: ignore[arg-type]
-    else:
-        ray.init(address=address, **kwargs)  # type: ignore[arg-type]
+        return (
+            f"could not start a local Ray ({type(exc).__name__}: {cause}). Nothing was run. Check free space "
+            "in /tmp (Ray's session folder), that no stale Ray holds its ports (`ray stop --force`), then run "
+            "the same command again; set ray.address to use a running cluster instead."
+        )
+    return (
+        f"could not join the Ray cluster at {address} ({type(exc).__name__}: {cause}). Nothing was run. Check "
+        f"that the cluster is up (`ray status --address {address}`) and the address in ray.address or "
+        "RAY_ADDRESS; a cluster with token authentication needs its token in RAY_AUTH_TOKEN or ~/.ray/auth_token."
+    )
 
 
 def current_node_id() -> str:

@@ -26,8 +26,6 @@ from typing import Any
 from orchestrator.config import LLM_PROPOSERS, CampaignConfig, ConfigError
 from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.proposers.queue import load_queue
-from orchestrator.proposers.service import DraftService
-from orchestrator.search import SearchService
 from trials.hashing import hash_path
 from trials.worktree import CampaignRepo, snapshot_project
 
@@ -124,6 +122,8 @@ def run(
     from cluster.drafts import RemoteDrafts
     from cluster.runtime import connect
     from cluster.tune import build_tuner, make_suggester
+    from orchestrator.proposers.service import DraftService  # litellm: seconds to import, so only here
+    from orchestrator.search import SearchService
 
     assert config.campaign_dir is not None
     connect(config.ray.address)

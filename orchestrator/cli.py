@@ -16,8 +16,11 @@ from orchestrator.inbox import InjectError
 from orchestrator.ledger import LedgerError
 from orchestrator.progress import ProgressDisplay, progress_line
 from orchestrator.proposers.queue import QueueFileError
+from orchestrator.tree import ROOT_ID, NodeStatus, SearchTree
+from trials.errors import ProjectError
 
 EXIT_USAGE = 2
+EXIT_BASELINE_FAILED = 3  # the campaign ran, but its baseline failed: nothing could be compared
 EXIT_INTERRUPTED = 130
 
 
@@ -27,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, soft_wrap=True)  # a wrapped path cannot be copied back
     try:
         return int(args.func(args))
-    except (ConfigError, QueueFileError, LedgerError, InjectError) as exc:
+    except (ConfigError, QueueFileError, LedgerError, InjectError, ProjectError) as exc:
         err.print(f"arborist: error: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
     except BrokenPipeError:
@@ -104,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.campaign_dir is not None:
         config = _with_campaign_dir(config, args.campaign_dir)
+    if not _start_ray(config):  # before the folder is made: a Ray that will not start leaves nothing behind
+        return EXIT_USAGE
     setup = campaign.prepare(config, args.config)
     print(f"campaign {config.name} in {config.campaign_dir}", file=sys.stderr)
     return _drive(config, setup, quiet=args.quiet)
@@ -116,9 +121,23 @@ def _resume(args: argparse.Namespace) -> int:
     tree = report.load_tree(config)
     if tree.phase.value == "done":
         print(f"campaign {config.name} already finished ({tree.finished_reason}).", file=sys.stderr)
-        return 0
+        return _outcome_code(tree)
+    if not _start_ray(config):
+        return EXIT_USAGE
     print(f"resuming campaign {config.name} from {len(tree.finished_trials())} finished trials", file=sys.stderr)
     return _drive(config, None, quiet=args.quiet)
+
+
+def _start_ray(config: CampaignConfig) -> bool:
+    """Start or join Ray; on failure say why and what to try (Ray's traceback helps nobody here)."""
+    from cluster.runtime import RayStartError, connect
+
+    try:
+        connect(config.ray.address)
+    except RayStartError as exc:
+        print(f"arborist: error: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _drive(config: CampaignConfig, setup: dict[str, Any] | None, *, quiet: bool) -> int:
@@ -132,9 +151,22 @@ def _drive(config: CampaignConfig, setup: dict[str, Any] | None, *, quiet: bool)
         _write_report(config)
         print(f"arborist: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    path = _write_report(config)
+    tree = report.load_tree(config)
+    path = report.write_notebook(config, tree)
     print(f"campaign {config.name} finished; report: {path}", file=sys.stderr)
     print(f"summary: arborist report {config.campaign_dir} --json", file=sys.stderr)
+    return _outcome_code(tree)
+
+
+def _outcome_code(tree: SearchTree) -> int:
+    """0 for a campaign that searched; EXIT_BASELINE_FAILED when its baseline never ran cleanly."""
+    if ROOT_ID in tree.nodes and tree.root.status is NodeStatus.FAILED:
+        print(
+            f"arborist: error: the baseline failed, so no change could be tested ({tree.finished_reason}). "
+            "Run the entrypoint by hand in the project; the report's failed trials hold the log tails.",
+            file=sys.stderr,
+        )
+        return EXIT_BASELINE_FAILED
     return 0
 
 
@@ -164,8 +196,9 @@ def _status(args: argparse.Namespace) -> int:
     progress = {
         "name": config.name, "phase": tree.phase.value, "running": len(tree.running_trials()),
         "counts": tree.counts(), "incumbent": _incumbent_brief(data),
-        "trials_spent": sum(1 for r in tree.trials.values() if r.state.value != "PENDING"),
-        "max_trials": config.budget.max_trials, "elapsed_s": tree.elapsed_s(),
+        "trials_spent": tree.trials_spent(), "max_trials": config.budget.max_trials,
+        "integration_spent": tree.trials_spent(integration=True),
+        "integration_max": config.integration.max_trials, "elapsed_s": tree.elapsed_s(),
         "max_wall_s": config.budget.max_wall_s, "llm_calls": tree.llm_calls, "llm_usd": tree.llm_usd,
     }
     print(progress_line(progress))

@@ -14,11 +14,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator import sequential
+from orchestrator.yamlfile import YamlFileError, load_yaml
 from trials.entrypoint import COMMAND_FIELDS
+from trials.errors import ProjectError
+from trials.patch import matches_entry
+from trials.worktree import project_files
 
 BUILTIN_METRICS = ("train_time_s",)  # measured by arborist around the train step
 ASPECTS = ("optimizer", "lr_schedule", "architecture", "regularization", "data", "loss", "other")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# A metric name is a key of the metrics file, a Ray Tune result key and a ledger column.
+METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,127}$")
 
 
 class ConfigError(ValueError):
@@ -54,12 +60,17 @@ class MetricConfig(_Model):
 
     @field_validator("regex")
     @classmethod
-    def _regex_compiles(cls, value: str | None) -> str | None:
+    def _regex_captures(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
+                pattern = re.compile(value)
             except re.error as exc:
                 raise ValueError(f"regex does not compile: {exc}") from exc
+            if not pattern.groups:
+                raise ValueError(
+                    f"regex {value!r} has no capture group, so no number can be read from a match; put the number "
+                    r"in parentheses, e.g. 'val_loss: ([0-9.eE+-]+)' (or name it (?P<value>...))"
+                )
         return value
 
     @model_validator(mode="after")
@@ -297,6 +308,17 @@ class CampaignConfig(_Model):
             raise ValueError("use letters, digits, '-', '_' or '.', at most 64 characters")
         return value
 
+    @field_validator("metrics")
+    @classmethod
+    def _metric_names_ok(cls, value: dict[str, MetricConfig]) -> dict[str, MetricConfig]:
+        for name in value:
+            if not METRIC_NAME_RE.match(name):
+                raise ValueError(
+                    f"metric name {name!r} is not usable: start with a letter or '_', then letters, digits, "
+                    "'_', '.', '/' or '-' (no spaces), as the metrics file and the ledger name it"
+                )
+        return value
+
     @model_validator(mode="after")
     def _coherent(self) -> CampaignConfig:
         objectives = [n for n, m in self.metrics.items() if m.role == "objective"]
@@ -345,14 +367,10 @@ def load_config(path: str | Path) -> CampaignConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file. Pass the path of a campaign YAML file.")
-    text = path.read_text()
     try:
-        raw = yaml.safe_load(text)
-        root_node = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}).") from exc
+        raw, root_node = load_yaml(path.read_text(), path)
+    except YamlFileError as exc:
+        raise ConfigError(f"{exc}. Nothing was run.") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a campaign config is a YAML mapping (name:, project:, ...).")
     try:
@@ -423,6 +441,7 @@ def _resolve(config: CampaignConfig, base: Path, path: Path, root: yaml.Node | N
             proposer = proposer.model_copy(update={"path": resolved})
         proposers.append(proposer)
     _check_placeholders(config, fail)
+    _check_editable(config, project, fail)
     campaign_dir = (base / config.campaign_dir).resolve() if config.campaign_dir else (
         Path.cwd() / "runs" / config.name
     ).resolve()
@@ -438,6 +457,24 @@ def _resolve(config: CampaignConfig, base: Path, path: Path, root: yaml.Node | N
             ),
         }
     )
+
+
+def _check_editable(config: CampaignConfig, project: Path, fail: Any) -> None:
+    """An `editable` list that leaves no file to edit makes every code change a rejection."""
+    if config.editable is None:
+        return
+    try:
+        files = project_files(project)
+    except ProjectError as exc:
+        raise fail("project", str(exc)) from exc
+    editable = [f for f in files if any(matches_entry(f, entry) for entry in config.editable)]
+    if not editable:
+        raise fail("editable", f"{config.editable} matches no file of the project {project}; list paths or globs "
+                               "relative to the project root (e.g. '*.py', 'model/')")
+    if all(any(matches_entry(f, entry) for entry in config.protected) for f in editable):
+        shown = ", ".join(editable[:5]) + (", ..." if len(editable) > 5 else "")
+        raise fail("editable", f"every file it matches ({shown}) is also protected, so every code change would be "
+                               "rejected; take the training code out of `protected` or add it to `editable`")
 
 
 def _check_placeholders(config: CampaignConfig, fail: Any) -> None:

@@ -242,8 +242,7 @@ class SearchEngine:
         return max(1.0, self._search_budget_left() / per_test)
 
     def _search_budget_left(self) -> int:
-        spent = sum(1 for r in self.tree.trials.values() if r.state is not TrialState.PENDING)
-        return self.config.budget.max_trials - spent
+        return self.config.budget.max_trials - self.tree.trials_spent()
 
     def _search_step(self) -> None:
         stop = policy.search_stop_reason(self.tree, self.config, time.time())
@@ -252,8 +251,8 @@ class SearchEngine:
                 return  # let running trials report before closing the search
             for node in self.tree.open_nodes():
                 self.tree.record(
-                    "decision", node_id=node.node_id, status=NodeStatus.PRUNED.value,
-                    reason=f"undecided when the search stopped ({stop})", evidence={},
+                    "decision", node_id=node.node_id, status=NodeStatus.UNDECIDED.value,
+                    reason=f"still under test when the search stopped ({stop})", evidence={},
                 )
                 self._notify(node)
             self._begin_integration(stop)
@@ -473,8 +472,7 @@ class SearchEngine:
         if any(n.origin == "integration" for n in self.tree.open_nodes()):
             return
         budget = self.config.integration.max_trials
-        used = sum(1 for r in self.tree.trials.values() if self.tree.nodes[r.node_id].origin == "integration"
-                   and r.state is not TrialState.PENDING)
+        used = self.tree.trials_spent(integration=True)
         while integration.grafts_tried(self.tree) < len(winners) - 1:
             if used >= budget:
                 self._finish(f"integration trial budget reached ({used} of {budget})")
@@ -555,8 +553,10 @@ class SearchEngine:
             "finished_reason": tree.finished_reason,
             "running": len(self._in_flight),
             "counts": tree.counts(),
-            "trials_spent": sum(1 for r in tree.trials.values() if r.state is not TrialState.PENDING),
+            "trials_spent": tree.trials_spent(),
             "max_trials": self.config.budget.max_trials,
+            "integration_spent": tree.trials_spent(integration=True),
+            "integration_max": self.config.integration.max_trials,
             "elapsed_s": tree.elapsed_s(time.time()),
             "max_wall_s": self.config.budget.max_wall_s,
             "incumbent": None if incumbent is None else {

@@ -13,10 +13,27 @@ FAILED_STATES = ("FAIL", "TIMEOUT", "INVALID")
 CHANGE_WIDTH = 60  # a long hypothesis is cut in the live display; the report has it whole
 
 
+PLAIN_EVERY_S = 10.0  # without a terminal (CI, logs), one line this often
+
+
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= CHANGE_WIDTH else text[: CHANGE_WIDTH - 1] + "…"
-PLAIN_EVERY_S = 10.0  # without a terminal (CI, logs), one line this often
+
+
+def _budget(p: dict[str, Any]) -> str:
+    """Trials spent against each stage's own budget: the search's, then integration's."""
+    text = f"{p['trials_spent']}/{p['max_trials']} search trials"
+    if p["phase"] == "integration" or p.get("integration_spent"):
+        text += f", {p.get('integration_spent', 0)}/{p.get('integration_max', 0)} integration trials"
+    return text
+
+
+def _nodes(nodes: dict[str, int]) -> str:
+    text = f"{nodes.get('PROMOTED', 0)} promoted, {nodes.get('PRUNED', 0)} pruned, {nodes.get('FAILED', 0)} failed"
+    if nodes.get("UNDECIDED"):
+        text += f", {nodes['UNDECIDED']} undecided"
+    return text + f", {nodes.get('OPEN', 0)} open"
 
 
 def progress_line(p: dict[str, Any]) -> str:
@@ -28,8 +45,7 @@ def progress_line(p: dict[str, Any]) -> str:
     incumbent = "none" if inc is None else f"{inc['node_id']} ({_short(inc['change'])}, gain {inc['gain']:+.4g})"
     return (
         f"[{p['name']}] {p['phase']}: trials {p['running']} running, {done} done, {failed} failed "
-        f"({p['trials_spent']}/{p['max_trials']} budget); nodes {nodes.get('PROMOTED', 0)} promoted, "
-        f"{nodes.get('PRUNED', 0)} pruned, {nodes.get('FAILED', 0)} failed, {nodes.get('OPEN', 0)} open; "
+        f"({_budget(p)}); nodes {_nodes(nodes)}; "
         f"incumbent {incumbent}; {p['elapsed_s']:.0f}/{p['max_wall_s']:.0f} s"
         + (f"; LLM ${p['llm_usd']:.4f} over {p['llm_calls']} calls" if p.get("llm_calls") else "")
     )
@@ -42,13 +58,8 @@ def _table(p: dict[str, Any]) -> Table:
     nodes = p["counts"]["nodes"]
     inc = p.get("incumbent")
     table.add_row("trials", f"{p['running']} running, {trials.get('COMPLETE', 0)} done, {failed} failed")
-    budget = f"{p['trials_spent']}/{p['max_trials']} trials, {p['elapsed_s']:.0f}/{p['max_wall_s']:.0f} s"
-    table.add_row("budget", budget)
-    table.add_row(
-        "nodes",
-        f"{nodes.get('PROMOTED', 0)} promoted, {nodes.get('PRUNED', 0)} pruned, "
-        f"{nodes.get('FAILED', 0)} failed, {nodes.get('OPEN', 0)} open; {p['proposals']} proposals",
-    )
+    table.add_row("budget", f"{_budget(p)}, {p['elapsed_s']:.0f}/{p['max_wall_s']:.0f} s")
+    table.add_row("nodes", f"{_nodes(nodes)}; {p['proposals']} proposals")
     table.add_row(
         "incumbent",
         "none" if inc is None else f"{inc['node_id']}: {_short(inc['change'])} (gain {inc['gain']:+.4g})",

@@ -18,6 +18,7 @@ from orchestrator.change import Change
 from trials.spec import TrialResult, TrialState
 
 ROOT_ID = "n0"
+NOT_RUN = "NOT_RUN"  # in counts: a trial requested but never started before the campaign finished
 
 
 class NodeStatus(StrEnum):
@@ -26,6 +27,7 @@ class NodeStatus(StrEnum):
     PROMOTED = "PROMOTED"  # significantly better than its parent
     PRUNED = "PRUNED"  # worse, or no better at the seed cap
     FAILED = "FAILED"  # a trial failed, timed out or was invalid
+    UNDECIDED = "UNDECIDED"  # still under test when the search stopped: no verdict either way
 
     @property
     def expandable(self) -> bool:
@@ -324,10 +326,21 @@ class SearchTree:
     def open_nodes(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.status is NodeStatus.OPEN]
 
+    def trials_spent(self, *, integration: bool = False) -> int:
+        """Trials started, of the search (root included) or of the integration stage: what
+        each stage's trial budget counts."""
+        return sum(
+            1 for r in self.trials.values()
+            if r.state is not TrialState.PENDING and (self.nodes[r.node_id].origin == "integration") == integration
+        )
+
     def counts(self) -> dict[str, dict[str, int]]:
         trials: dict[str, int] = {}
         for record in self.trials.values():
-            trials[record.state.value] = trials.get(record.state.value, 0) + 1
+            state = record.state.value
+            if record.state is TrialState.PENDING and self.phase is Phase.DONE:
+                state = NOT_RUN  # requested, then the campaign ended first: it will never run
+            trials[state] = trials.get(state, 0) + 1
         nodes: dict[str, int] = {}
         for node in self.nodes.values():
             nodes[node.status.value] = nodes.get(node.status.value, 0) + 1

@@ -22,11 +22,12 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $($py --version)" >&2
   "$py" -m venv .venv
 fi
-# Reinstall only when the dependencies (or the extras asked for) changed.
-stamp=".venv/.arborist-$extras-$(sha256sum pyproject.toml | cut -c1-16)"
+# Exactly the locked versions (constraints.txt; ./scripts/lock refreshes it). Reinstall only
+# when the dependencies, the lock or the extras asked for changed.
+stamp=".venv/.arborist-$extras-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "==> installing arborist[$extras] into .venv (first run takes a few minutes; log: .venv/install.log)" >&2
-  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[$extras]"; } \
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -c constraints.txt -e ".[$extras]"; } \
       > .venv/install.log 2>&1; then
     tail -n 40 .venv/install.log >&2
     echo "installing arborist[$extras] failed; the whole log is .venv/install.log" >&2

@@ -32,6 +32,23 @@ class Step:
     handler: Callable[[dict[str, Any]], str] | None = None
 
 
+class Headers(dict[str, str]):
+    """Request headers by name, whatever case the client sent them in (HTTP names are
+    case-insensitive; litellm versions differ in how they spell Authorization)."""
+
+    def __init__(self, items: Any) -> None:
+        super().__init__((name.lower(), value) for name, value in items)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+
 class ScriptedLLMServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []  # {"path", "headers", "body"} of every request
@@ -102,7 +119,7 @@ class ScriptedLLMServer:
 
     def _serve(self, http: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         with self._lock:
-            self.requests.append({"path": http.path, "headers": dict(http.headers), "body": body})
+            self.requests.append({"path": http.path, "headers": Headers(http.headers.items()), "body": body})
         embeddings = http.path.endswith("/embeddings")
         if not embeddings and not http.path.endswith("/chat/completions"):
             self._send(http, 404, {"error": {"message": f"no route {http.path}", "type": "invalid_request_error"}})

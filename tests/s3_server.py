@@ -64,7 +64,9 @@ class SeaweedS3:
              f"-master.port.grpc={self.ports['master_grpc']}", f"-volume.port.grpc={self.ports['volume_grpc']}",
              f"-filer.port.grpc={self.ports['filer_grpc']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
              "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             "-master.volumeSizeLimitMB=64", "-volume.max=64"],
+             "-master.volumeSizeLimitMB=64", "-volume.max=64",
+             # One master, so no election to wait for: a restart (an outage ending) is ready in seconds.
+             "-master.electionTimeout=1s"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self._wait_ready(timeout_s)
@@ -106,7 +108,7 @@ class SeaweedS3:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, 15)
         try:
-            self._proc.wait(timeout=20)
+            self._proc.wait(timeout=3)
         except subprocess.TimeoutExpired:
             os.killpg(self._proc.pid, 9)
             self._proc.wait()

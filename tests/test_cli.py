@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import yaml
 
 from orchestrator.ledger import load_events, open_filesystem
 from tests.toy import write_config
+from tests.waiting import wait_for
 
 ARBORIST = [sys.executable, "-m", "orchestrator.cli"]
 
@@ -59,11 +59,15 @@ def test_ctrl_c_then_resume_finishes_without_repeating_a_trial(tmp_path: Path) -
     path = write_config(tmp_path)
     campaign = tmp_path / "campaign"
     proc = subprocess.Popen([*ARBORIST, "run", str(path), "--quiet"], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(_safe_finished(campaign)) < 6:
-        time.sleep(0.5)
-    before = _safe_finished(campaign)
-    assert len(before) >= 6, "the campaign did not get going"
+
+    def six_finished() -> dict[str, float] | None:
+        found = _safe_finished(campaign)
+        return found if len(found) >= 6 else None
+
+    before = wait_for(
+        six_finished, "6 finished trials in the ledger", seen=lambda: len(_safe_finished(campaign)),
+        alive=lambda: proc.poll() is None,
+    )
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -134,3 +138,26 @@ def test_inject_queues_a_change_and_refuses_a_bad_one(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     items = load_queue(Path(campaign) / "inbox.yaml")
     assert [i["id"] for i in items] == ["inject-1"] and items[0]["diff"] == bonus_diff("0.2")
+
+
+def test_a_ray_that_cannot_be_joined_is_explained_and_leaves_no_folder(tmp_path: Path) -> None:
+    path = write_config(tmp_path, ray={"address": "127.0.0.1:notaport"})
+    done = arborist("run", str(path))
+    assert done.returncode == 2, done.stderr
+    assert "could not join the Ray cluster at 127.0.0.1:notaport" in done.stderr
+    assert "Nothing was run" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "campaign").exists()  # so the same `run` works once Ray is fixed
+
+
+@pytest.mark.slow
+def test_a_campaign_whose_baseline_fails_exits_non_zero(tmp_path: Path) -> None:
+    path = write_config(tmp_path, entrypoint={"train": "python -c 'raise SystemExit(\"no data\")'"})
+    done = arborist("run", str(path), "--quiet")
+    assert done.returncode == 3, done.stderr
+    assert "the baseline failed" in done.stderr and "Traceback" not in done.stderr
+    assert "Token authentication" not in done.stderr  # Ray's notice at every local start is not shown
+    status = json.loads(arborist("status", str(tmp_path / "campaign"), "--json").stdout)
+    assert status["phase"] == "done" and status["counts"]["nodes"] == {"FAILED": 1}
+    assert "PENDING" not in status["counts"]["trials"]
+    again = arborist("resume", str(tmp_path / "campaign"))
+    assert again.returncode == 3 and "already finished" in again.stderr

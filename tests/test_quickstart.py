@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator import campaign, report
 from orchestrator.config import load_config
+from tests.toy import NO_WALL_LIMIT_S
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
@@ -21,7 +22,7 @@ def test_quickstart_decides_every_change_for_the_right_reason(tmp_path: Path) ->
     config = config.model_copy(update={
         "campaign_dir": tmp_path / "quickstart",
         "ray": config.ray.model_copy(update={"scratch_dir": tmp_path / "quickstart" / "scratch"}),
-        "budget": config.budget.model_copy(update={"max_trials": 45, "max_wall_s": 400}),
+        "budget": config.budget.model_copy(update={"max_trials": 45, "max_wall_s": NO_WALL_LIMIT_S}),
         "search": config.search.model_copy(update={"proposers": [
             config.search.proposers[0],
             config.search.proposers[1].model_copy(update={"max_proposals": 2}),

@@ -43,7 +43,7 @@ def take_fingerprint(spec: TrialSpec, worktree: Path) -> Fingerprint:
         gpu_model=", ".join(sorted({gpu.name for gpu in gpus if gpu.name})),
         gpu_count=len(gpus),
         gpu_driver=", ".join(sorted({gpu.driver for gpu in gpus if gpu.driver})),
-        cuda_version=_cuda_version(),
+        cuda_version=_cuda_version() if gpus else "",
         cpu_model=_cpu_model(),
         cpu_count=os.cpu_count() or 0,
         python=platform.python_version(),
@@ -90,9 +90,12 @@ def _all_gpus() -> tuple[_Gpu, ...]:
 
 @functools.cache
 def _cuda_version() -> str:
+    """The CUDA version the driver runs, as nvidia-smi reports it.
+
+    Read only for a trial that sees a GPU: a CUDA toolkit (nvcc) on a machine without one, or
+    beside a CPU build of the framework, is not what the trial ran under.
+    """
     found = re.search(r"CUDA Version:\s*([\d.]+)", _probe(["nvidia-smi"]))
-    if not found:
-        found = re.search(r"release\s+([\d.]+)", _probe(["nvcc", "--version"]))
     return found.group(1) if found else ""
 
 

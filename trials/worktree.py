@@ -121,6 +121,11 @@ def snapshot_project(project: Path, repo_dir: Path) -> str:
         raise
 
 
+def project_files(project: Path) -> list[str]:
+    """The relative paths a snapshot of the project would hold (what `editable` and `protected` match)."""
+    return _project_entries(Path(project).resolve())
+
+
 def _project_entries(project: Path) -> list[str]:
     """Relative paths (files, symlinks, submodule folders) that make up the project."""
     probe = run_git(["rev-parse", "--is-inside-work-tree"], cwd=project, isolated=False, check=False)

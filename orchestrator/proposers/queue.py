@@ -13,6 +13,7 @@ import yaml
 
 from orchestrator.change import Change
 from orchestrator.proposers.base import Outcome, ProposalContext, ProposerEvent
+from orchestrator.yamlfile import YamlFileError, load_yaml
 
 REQUIRED = ("id", "hypothesis")
 
@@ -28,12 +29,10 @@ def load_queue(path: Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise QueueFileError(f"{path}: cannot read the hypotheses file ({exc.strerror})") from exc
     try:
-        raw = yaml.safe_load(text) or []
-        nodes = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise QueueFileError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+        raw, nodes = load_yaml(text, path)
+    except YamlFileError as exc:
+        raise QueueFileError(str(exc)) from exc
+    raw = raw or []
     if not isinstance(raw, list):
         raise QueueFileError(f"{path}: a hypotheses file is a YAML list of items (- id: ..., hypothesis: ...)")
     items, seen = [], set()

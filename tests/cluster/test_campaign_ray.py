@@ -36,7 +36,7 @@ def test_toy_campaign_on_ray(tmp_path: Path) -> None:
     assert all(d["change"].startswith("params x=") for d in bayes)
     # Trials ran through Tune with arborist's trial ids, and each result is in the ledger once.
     trial_ids = [r.trial_id for r in tree.finished_trials()]
-    assert len(trial_ids) == len(set(trial_ids)) == final["trials_spent"]
+    assert len(trial_ids) == len(set(trial_ids)) == final["trials_spent"] + final["integration_spent"]
     assert (Path(config.campaign_dir or "") / "tune").exists()
     # A winner can be fetched with plain git.
     incumbent = summary["incumbent"]

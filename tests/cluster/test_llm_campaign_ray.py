@@ -12,7 +12,7 @@ from orchestrator import campaign, report
 from orchestrator.config import load_config
 from orchestrator.tree import NodeStatus
 from tests.llm_server import ScriptedLLMServer, Step
-from tests.toy import bonus_diff, write_config
+from tests.toy import NO_WALL_LIMIT_S, bonus_diff, write_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -32,7 +32,7 @@ def test_llm_code_campaign_on_ray(
         search={"proposers": [{"type": "llm_code"}, {"type": "grid"}], "max_children": 10},
         llm={"model": "openai/scripted", "api_base": llm_server.url, "api_key_env": KEY_ENV,
              "input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6, "backoff_s": 0.0},
-        budget={"max_trials": 40, "max_wall_s": 300},
+        budget={"max_trials": 40, "max_wall_s": NO_WALL_LIMIT_S},
     ))
     final = campaign.run(config, setup=campaign.prepare(config, None))
     assert final["phase"] == "done"

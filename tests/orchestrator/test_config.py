@@ -49,6 +49,8 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path, monkeypa
         (lambda d: d["params"]["x"].update(log=True), "params.x", "log: true needs low > 0"),
         (lambda d: d.update(protected=["../outside.py"]), "protected", "inside the project"),
         (lambda d: d["metrics"]["score"].update(regex="(unclosed"), "metrics.score.regex", "does not compile"),
+        (lambda d: d["metrics"]["score"].update(regex=r"score: [0-9.]+"), "metrics.score.regex", "no capture group"),
+        (lambda d: d["metrics"].update({"val loss": {"direction": "min"}}), "metrics", "'val loss' is not usable"),
         (lambda d: d.update(name="has space"), "name", "letters, digits"),
         (lambda d: d["budget"].update(max_trials=0), "budget.max_trials", "greater than or equal to 1"),
         (lambda d: d.update(seeds={"baseline": 1, "initial": 1, "max": 1}), "(top level)", "could ever be promoted"),
@@ -127,3 +129,32 @@ def test_llm_prices_come_in_pairs(tmp_path: Path) -> None:
     path = write_config(tmp_path, llm={"model": "openai/x", "input_cost_per_token": 1e-6})
     with pytest.raises(ConfigError, match=r"campaign.yaml:\d+: llm: give both input_cost_per_token"):
         load_config(path)
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    first = next(i for i, line in enumerate(path.read_text().splitlines(), 1) if line.startswith("name:"))
+    path.write_text(path.read_text() + "name: again\n")
+    second = len(path.read_text().splitlines())
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert f"{path}:{second}: key 'name' appears twice" in message
+    assert f"first at line {first}" in message and "Keep one of them" in message
+
+
+@pytest.mark.parametrize(
+    ("editable", "protected", "words"),
+    [
+        (["src/*.py"], [], "matches no file of the project"),
+        (["*.py"], ["*.py"], "is also protected"),
+    ],
+)
+def test_editable_files_that_leave_nothing_to_edit_are_refused(
+    tmp_path: Path, editable: list[str], protected: list[str], words: str
+) -> None:
+    path = _rewrite(write_config(tmp_path), lambda d: d.update(editable=editable, protected=protected))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert f"{path}:" in message and "editable:" in message and words in message

@@ -18,7 +18,7 @@ from orchestrator.proposers.service import DraftService
 from orchestrator.search import FINISHED, SearchService
 from orchestrator.tree import NodeStatus
 from tests.llm_server import ScriptedLLMServer, Step
-from tests.toy import bonus_diff, extra_diff, train_diff, write_config
+from tests.toy import NO_WALL_LIMIT_S, bonus_diff, extra_diff, train_diff, write_config
 from trials.runner import run_trial
 from trials.spec import TrialSpec
 
@@ -167,7 +167,7 @@ def test_spend_cap_stops_llm_proposals_cleanly(
     )
     config = llm_config(
         tmp_path, llm_server, [{"type": "llm_code", "max_repairs": 0}, {"type": "grid"}],
-        budget={"max_trials": 40, "max_wall_s": 300, "max_llm_usd": 0.003},
+        budget={"max_trials": 40, "max_wall_s": NO_WALL_LIMIT_S, "max_llm_usd": 0.003},
     )
     service, drafts = start(config)
     drive(service)
@@ -251,7 +251,7 @@ def test_hybrid_escalates_to_code_when_params_stall_and_falls_back(
         # Values of x so close that no change can matter: the params search stalls.
         params={"x": {"type": "choice", "values": [1.0, 0.999, 1.001, 0.998, 1.002, 0.997], "default": 1.0}},
         memory={"param_tolerance": 0.0},
-        budget={"max_trials": 45, "max_wall_s": 300},
+        budget={"max_trials": 45, "max_wall_s": NO_WALL_LIMIT_S},
     )
     data = config.model_dump(mode="json")
     drafts = DraftService(data)  # before the campaign folder exists: it finds the repository when drafting

@@ -201,3 +201,24 @@ def test_a_broken_hypotheses_file_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(QueueFileError, match=r"hypotheses\.yaml:1: item 0 \(a\): give exactly one of diff"):
         prepare(config, None)
     assert not (tmp_path / "campaign" / "campaign.json").exists()
+
+
+def test_a_budget_that_runs_out_leaves_undecided_nodes_and_no_pending_trials(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, budget={"max_trials": 9}, integration={"enabled": False}))
+    service = SearchService(config.model_dump(mode="json"), prepare(config, None))
+    assert drive(service) == 9
+    service.close()
+    tree = report.load_tree(config)
+    assert tree.phase is Phase.DONE and tree.trials_spent() == 9
+    undecided = [n for n in tree.nodes.values() if n.status is NodeStatus.UNDECIDED]
+    assert undecided, "the budget ran out with no node under test: make it smaller"
+    for node in undecided:
+        assert "still under test when the search stopped" in (node.decision or {})["reason"]
+    # Nothing decided for lack of budget is called pruned, and no trial is left "pending".
+    assert not any(
+        n.status is NodeStatus.PRUNED and "search stopped" in (n.decision or {})["reason"] for n in tree.nodes.values()
+    )
+    counts = tree.counts()
+    assert "PENDING" not in counts["trials"] and "RUNNING" not in counts["trials"]
+    assert counts["nodes"]["UNDECIDED"] == len(undecided)
+    assert "undecided" in report.notebook(config, tree)

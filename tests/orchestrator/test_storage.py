@@ -15,7 +15,7 @@ from orchestrator.ledger import Ledger, LedgerError, load_events, open_filesyste
 from orchestrator.search import FINISHED, SearchService
 from orchestrator.storage import StorageError, open_storage, split_uri
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, SeaweedS3
-from tests.toy import write_config
+from tests.toy import NO_WALL_LIMIT_S, write_config
 from trials.runner import run_trial
 from trials.spec import TrialSpec
 
@@ -64,6 +64,7 @@ def test_an_unreachable_endpoint_is_named() -> None:
                                                secret_key_env="PATH"))
 
 
+@pytest.mark.long
 def test_a_30_second_outage_mid_campaign_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The S3 server goes away for 30 s while trials keep finishing; then comes back."""
     with SeaweedS3(tmp_path / "s3") as server:
@@ -71,7 +72,7 @@ def test_a_30_second_outage_mid_campaign_loses_nothing(tmp_path: Path, monkeypat
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         config = load_config(write_config(
             tmp_path, storage=f"s3://{server.bucket}/outage", s3={"endpoint_url": server.endpoint},
-            search={"proposers": [{"type": "grid"}]}, budget={"max_trials": 40, "max_wall_s": 600},
+            search={"proposers": [{"type": "grid"}]}, budget={"max_trials": 40, "max_wall_s": NO_WALL_LIMIT_S},
         ))
         service = SearchService(config.model_dump(mode="json"), prepare(config, None))
         service.ledger._flush_rows = 4  # flush often, so the outage hits flushes

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,48 @@ def test_one_budget_written_two_ways_is_one_fingerprint() -> None:
     assert type(as_int.budget_s) is float and type(as_int.gpu_count) is int
     assert Fingerprint(budget_s=60.5).budget_s == 60.5 and Fingerprint(gpu_count=1.5).gpu_count == 1.5  # type: ignore[arg-type]
     assert Fingerprint.from_dict({"budget_s": 30.0}).comparability_key() != as_float.comparability_key()
+
+
+def _fake_tool(folder: Path, name: str, script: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Fake tools first on PATH, and the per-process probe caches emptied around the test."""
+    from trials import fingerprint
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fingerprint._all_gpus.cache_clear()
+    fingerprint._cuda_version.cache_clear()
+    yield folder
+    fingerprint._all_gpus.cache_clear()
+    fingerprint._cuda_version.cache_clear()
+
+
+def test_a_cuda_toolkit_without_a_gpu_is_not_a_cuda_version(campaign: Campaign, tmp_path: Path, fake_bin: Path) -> None:
+    _fake_tool(fake_bin, "nvcc", 'echo "Cuda compilation tools, release 13.0, V13.0.48"\n')
+    _fake_tool(fake_bin, "nvidia-smi", "echo 'NVIDIA-SMI has failed: no devices were found' >&2; exit 9\n")
+    fp = take_fingerprint(campaign.spec(), tmp_path)
+    assert (fp.gpu_count, fp.cuda_version, fp.gpu_model) == (0, "", "")
+
+
+def test_gpus_driver_and_cuda_come_from_nvidia_smi(
+    campaign: Campaign, tmp_path: Path, fake_bin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_tool(fake_bin, "nvidia-smi", (
+        'if [ "$1" = "--query-gpu=index,uuid,name,driver_version" ]; then\n'
+        '  echo "0, GPU-aaaa, NVIDIA H100 80GB HBM3, 550.54.15"\n'
+        '  echo "1, GPU-bbbb, NVIDIA H100 80GB HBM3, 550.54.15"\n'
+        'else echo "| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4 |"; fi\n'
+    ))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    fp = take_fingerprint(campaign.spec(), tmp_path)
+    assert (fp.gpu_count, fp.gpu_model, fp.gpu_driver, fp.cuda_version) == (
+        1, "NVIDIA H100 80GB HBM3", "550.54.15", "12.4"
+    )
