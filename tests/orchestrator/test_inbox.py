@@ -7,7 +7,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from orchestrator.proposers.queue import load_queue
 from orchestrator.search import SearchService
 from tests.orchestrator.test_search import drive
 from tests.toy import bonus_diff, train_diff, write_config
+from tests.waiting import wait_for
 
 PARAMS = {
     "x": {"type": "float", "low": 0.0, "high": 6.0, "default": 1.0},
@@ -237,9 +237,8 @@ def test_concurrent_injections_from_processes_lose_nothing(campaign: tuple[Campa
         subprocess.Popen([sys.executable, "-c", CHILD, str(folder), config.model_dump_json(), str(c), "10"])
         for c in range(4)
     ]
-    deadline = time.monotonic() + 60
-    while len(list(folder.glob("ready-*"))) < len(children) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(list(folder.glob("ready-*"))) == len(children), "every injecting process ready",
+             seen=lambda: sorted(p.name for p in folder.glob("ready-*")), every_s=0.01)
     (folder / "go").touch()
     assert [child.wait(timeout=60) for child in children] == [0] * len(children)
     items = load_queue(inbox_path(folder))

@@ -19,6 +19,7 @@ from orchestrator.search import FINISHED, SearchService
 from orchestrator.tree import NodeStatus
 from tests.llm_server import ScriptedLLMServer, Step
 from tests.toy import NO_WALL_LIMIT_S, bonus_diff, extra_diff, train_diff, write_config
+from tests.waiting import BACKSTOP_S
 from trials.runner import run_trial
 from trials.spec import TrialSpec
 
@@ -26,7 +27,7 @@ KEY_ENV = "ARBORIST_TEST_LLM_KEY"
 KEY = "sk-test-SENTINEL-4242"
 
 
-def drive(service: SearchService, limit: int = 400, wait_s: float = 60.0) -> int:
+def drive(service: SearchService, limit: int = 400, wait_s: float = BACKSTOP_S) -> int:
     """Run trials one at a time until the campaign finishes, waiting while the LLM drafts."""
     ran, idle_since = 0, time.monotonic()
     while ran < limit:
@@ -34,7 +35,7 @@ def drive(service: SearchService, limit: int = 400, wait_s: float = 60.0) -> int
         if spec == FINISHED:
             return ran
         if spec is None:
-            assert time.monotonic() - idle_since < wait_s, "the campaign waited on the LLM for too long"
+            assert time.monotonic() - idle_since < wait_s, f"no trial to run for {wait_s:.0f} s: the drafts never came"
             time.sleep(0.05)
             continue
         assert isinstance(spec, dict)
