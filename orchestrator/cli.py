@@ -110,7 +110,8 @@ def _verdict(args: argparse.Namespace) -> int:
         raise InjectError(f"{args.node} is not a node of campaign {config.name} (suspect nodes: {suspects})")
     if node.status is not NodeStatus.SUSPECT:
         raise InjectError(
-            f"{args.node} is {node.status.value}, not SUSPECT; only suspect nodes take a verdict (suspect nodes: {suspects})"
+            f"{args.node} is {node.status.value}, not SUSPECT; only suspect nodes take a verdict "
+            f"(suspect nodes: {suspects})"
         )
     if tree.phase.value == "done":
         raise InjectError(

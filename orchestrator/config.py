@@ -28,6 +28,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,127}$")
 
 
+Bounds = tuple[float | None, float | None]  # low, high; None: unbounded on that side
+
+
 class ConfigError(ValueError):
     """A mistake in a campaign config; the message says where and what to do."""
 
@@ -60,7 +63,7 @@ class MetricConfig(_Model):
     min_ratio: float | None = Field(default=None, gt=0)
     # Plausibility: values the metric cannot pass (accuracy [0, 1], a loss [0, null]). A change
     # whose metric sits at one is suspect, whatever its role (docs/statistics.md).
-    bounds: tuple[float | None, float | None] | None = None
+    bounds: Bounds | None = None
 
     @field_validator("regex")
     @classmethod
@@ -79,7 +82,7 @@ class MetricConfig(_Model):
 
     @field_validator("bounds")
     @classmethod
-    def _bounds_ordered(cls, value: tuple[float | None, float | None] | None) -> tuple[float | None, float | None] | None:
+    def _bounds_ordered(cls, value: Bounds | None) -> Bounds | None:
         if value is not None:
             low, high = value
             if low is None and high is None:

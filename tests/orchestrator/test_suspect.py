@@ -98,7 +98,7 @@ def test_judge_child_makes_an_implausible_promotion_suspect_with_its_figures() -
 # ----- a self-reported campaign, end to end without Ray ------------------------------------
 ITEMS = [
     {"id": "tamper", "aspect": "loss", "hypothesis": "average the loss over fewer batches",
-     "diff": self_reported_diff("        return sum(losses) / len(losses)\n", "        return 0.02\n")},
+     "diff": self_reported_diff("    return sum(losses) / len(losses)\n", "    return 0.02\n")},
     {"id": "constant", "aspect": "other", "hypothesis": "print a fixed loss",
      "diff": self_reported_diff('print("loss:", evaluate(train(params, seed)))', 'print("loss:", 0.02)')},
     {"id": "rewrite", "aspect": "regularization", "hypothesis": "rewrite the scorer while training",
@@ -187,7 +187,5 @@ def test_a_constant_metric_is_suspect_until_a_person_decides(tmp_path: Path, ver
         assert node.status is NodeStatus.PRUNED and tree.incumbent_id != node.node_id
 
     rewrite = tree.node_trials(_node_of(tree, "rewrite"))
-    assert any(
-        r.state is TrialState.INVALID and "protected definition train.py::evaluate changed" in (r.result.message if r.result else "")
-        for r in rewrite
-    )
+    messages = [r.result.message for r in rewrite if r.state is TrialState.INVALID and r.result is not None]
+    assert any("protected definition train.py::evaluate changed" in m for m in messages)

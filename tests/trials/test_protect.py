@@ -16,7 +16,7 @@ from trials.protect import definition_digest
 from trials.runner import protected_problems
 from trials.worktree import CampaignRepo
 
-EVALUATE_BODY = "        return sum(losses) / len(losses)\n"
+EVALUATE_BODY = "    return sum(losses) / len(losses)\n"
 
 
 def _protect(tmp_path: Path, entries: list[str]) -> Path:
@@ -83,7 +83,7 @@ def test_admission_rejects_a_change_to_the_protected_function_and_accepts_one_el
     def check(diff: str) -> str:
         return workspace.check(tree.root, Change(kind="code", aspect="loss", hypothesis="h", proposer="q", diff=diff))
 
-    constant = check(self_reported_diff(EVALUATE_BODY, "        return 0.02\n"))
+    constant = check(self_reported_diff(EVALUATE_BODY, "    return 0.02\n"))
     assert "changes protected definition train.py::evaluate" in constant
     renamed = check(self_reported_diff("def evaluate(model):", "def evaluate_v1(model):"))
     assert "removes, renames or breaks the syntax of protected definition train.py::evaluate" in renamed
@@ -96,7 +96,7 @@ def test_the_guard_catches_a_definition_rewritten_on_disk(tmp_path: Path) -> Non
     (tmp_path / "train.py").write_text(SELF_REPORTED_TRAIN)
     expected = {"train.py::evaluate": definition_digest(SELF_REPORTED_TRAIN, "evaluate") or ""}
     assert protected_problems(expected, tmp_path) == []
-    (tmp_path / "train.py").write_text(SELF_REPORTED_TRAIN.replace(EVALUATE_BODY, "        return 0.0\n"))
+    (tmp_path / "train.py").write_text(SELF_REPORTED_TRAIN.replace(EVALUATE_BODY, "    return 0.0\n"))
     assert protected_problems(expected, tmp_path) == ["protected definition train.py::evaluate changed, or is gone"]
     (tmp_path / "train.py").unlink()
     assert protected_problems(expected, tmp_path) == ["protected definition train.py::evaluate changed, or is gone"]
