@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,19 @@ def _findings(child: list[float], **stats: Any) -> list[dict[str, Any]]:
     seeds = list(range(len(child)))
     evidence = {"seeds": seeds, "diffs": [c - p for c, p in zip(child, PARENT, strict=False)]}
     return implausible_findings(tree, tree.nodes["n1"], config, noise, evidence)
+
+
+@pytest.mark.parametrize(("bounds", "message"), [
+    ([1, 0], "bounds: low (1.0) must be below high (0.0)"),
+    ([None, None], "bounds [null, null] bounds nothing"),
+])
+def test_bounds_that_bound_nothing_are_refused(bounds: list[float | None], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CampaignConfig.model_validate({
+            "name": "t", "project": "/p", "entrypoint": {"train": "x"},
+            "metrics": {"acc": {"direction": "max", "role": "objective", "bounds": bounds}},
+            "search": {"proposers": [{"type": "random"}]},
+        })
 
 
 def test_a_plausible_gain_breaks_no_rule() -> None:
