@@ -27,10 +27,10 @@ ARBORIST = [sys.executable, "-m", "orchestrator.cli"]
 PARENT = [0.40, 0.42, 0.38, 0.41, 0.39]
 
 
-def _config(**stats: Any) -> CampaignConfig:
+def _config(bounds: tuple[float, float] = (0, 1), **stats: Any) -> CampaignConfig:
     return CampaignConfig.model_validate({
         "name": "t", "project": "/p", "entrypoint": {"train": "x"},
-        "metrics": {"acc": {"direction": "max", "role": "objective", "bounds": [0, 1]}},
+        "metrics": {"acc": {"direction": "max", "role": "objective", "bounds": list(bounds)}},
         "search": {"proposers": [{"type": "random"}]},
         "seeds": {"baseline": 5, "initial": 5, "max": 5},
         "stats": {"confirm_seeds": 0, **stats},
@@ -54,8 +54,8 @@ def _tree(child: list[float]) -> SearchTree:
     return tree
 
 
-def _findings(child: list[float], **stats: Any) -> list[dict[str, Any]]:
-    tree, config = _tree(child), _config(**stats)
+def _findings(child: list[float], bounds: tuple[float, float] = (0, 1), **stats: Any) -> list[dict[str, Any]]:
+    tree, config = _tree(child), _config(bounds, **stats)
     noise = NoiseModel()
     noise.add_replicates("acc:" + tree.trials["n0-s0"].result.fingerprint.comparability_key(), ROOT_ID, PARENT)  # type: ignore[union-attr]
     seeds = list(range(len(child)))
@@ -81,12 +81,15 @@ def test_a_plausible_gain_breaks_no_rule() -> None:
 
 
 def test_a_gain_far_beyond_the_noise_is_suspect() -> None:
-    (finding,) = _findings([0.90, 0.93, 0.88, 0.92, 0.89])
+    child = [1.90, 1.93, 1.88, 1.92, 1.89]
+    (finding,) = _findings(child, bounds=(0, 10))
     assert finding["rule"] == "gain_beyond_noise"
     # sigma_d from the baseline's replicates: sqrt(2) x their sd (0.0158) = 0.0224.
     assert finding["sigma_d"] == pytest.approx(0.02236, rel=1e-3)
-    assert finding["sigmas"] > 10 and finding["limit"] == 10
-    assert _findings([0.90, 0.93, 0.88, 0.92, 0.89], suspect_sigma=30.0) == []
+    assert finding["sigmas"] == pytest.approx(1.5 / 0.02236, rel=1e-2) and finding["limit"] == 50
+    assert _findings(child, bounds=(0, 10), suspect_sigma=70.0) == []
+    # A real gain of tens of sigma_d is not suspect by default.
+    assert _findings([0.90, 0.93, 0.88, 0.92, 0.89]) == []
 
 
 def test_a_metric_that_no_longer_varies_with_the_seed_is_suspect() -> None:
@@ -100,12 +103,12 @@ def test_a_metric_at_its_declared_bound_is_suspect() -> None:
 
 
 def test_judge_child_makes_an_implausible_promotion_suspect_with_its_figures() -> None:
-    tree, config = _tree([0.90, 0.93, 0.88, 0.92, 0.89]), _config()
+    tree, config = _tree([1.90, 1.93, 1.88, 1.92, 1.89]), _config((0, 10))
     noise = NoiseModel()
     noise.add_replicates("acc:" + tree.trials["n0-s0"].result.fingerprint.comparability_key(), ROOT_ID, PARENT)  # type: ignore[union-attr]
     verdict = judge_child(tree, tree.nodes["n1"], config, noise)
     assert verdict.status is NodeStatus.SUSPECT
-    assert verdict.reason.startswith("suspect, not promoted: gain +0.5")
+    assert verdict.reason.startswith("suspect, not promoted: gain +1.5")
     assert verdict.evidence["suspect"][0]["rule"] == "gain_beyond_noise" and verdict.evidence["p_value"] < 0.05
 
 
