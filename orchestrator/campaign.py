@@ -27,6 +27,7 @@ from orchestrator.config import LLM_PROPOSERS, CampaignConfig, ConfigError
 from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.proposers.queue import load_queue
 from trials.hashing import hash_path
+from trials.protect import expected_digests, is_definition
 from trials.worktree import CampaignRepo, snapshot_project
 
 CAMPAIGN_FILE = "campaign.json"
@@ -68,7 +69,9 @@ def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
     bundle_path = campaign_dir / "bundles" / "snapshot.bundle"
     bundle_path.parent.mkdir(exist_ok=True)
     bundle_id = repo.bundle(bundle_path)
-    protected = repo.protected_hashes(commit, config.protected)
+    paths = [entry for entry in config.protected if not is_definition(entry)]
+    definitions = [entry for entry in config.protected if is_definition(entry)]
+    protected = {**repo.protected_hashes(commit, paths), **expected_digests(repo, commit, definitions)}
     missing = [p for p, h in protected.items() if h is None]
     if missing:
         raise ConfigError(

@@ -1,4 +1,4 @@
-"""arborist run | resume | status | report | inject."""
+"""arborist run | resume | status | report | inject | approve | reject."""
 
 from __future__ import annotations
 
@@ -81,7 +81,47 @@ def _parser() -> argparse.ArgumentParser:
     inj.add_argument("--param", metavar="NAME=VALUE", help="a params change instead; VALUE is read as YAML (lr=0.003)")
     inj.add_argument("--id", dest="item_id", metavar="ID", help="the item's id (default inject-<n>)")
     inj.set_defaults(func=_inject)
+
+    for verdict, status_after, what in (
+        ("approve", "PROMOTED", "the results are real: promote it, so it can become the incumbent"),
+        ("reject", "PRUNED", "the results are not real (a reward hack): prune it"),
+    ):
+        cmd = sub.add_parser(
+            verdict, help=f"{verdict} a SUSPECT node ({status_after}): {what}",
+            description=f"Give a person's verdict on a node the campaign marked SUSPECT: {what}. A running campaign "
+                        "applies it at its next step; a stopped one at `arborist resume`.",
+        )
+        cmd.add_argument("campaign_dir", type=Path, metavar="CAMPAIGN_DIR", help="the folder `arborist run` printed")
+        cmd.add_argument("node", metavar="NODE", help="the suspect node's id, as the report lists it (e.g. n7)")
+        cmd.set_defaults(func=_verdict, verdict=verdict)
     return parser
+
+
+def _verdict(args: argparse.Namespace) -> int:
+    from orchestrator import campaign
+    from orchestrator.inbox import submit_verdict
+
+    campaign_dir = args.campaign_dir.resolve()
+    config = campaign.load_campaign_config(campaign_dir)
+    tree = report.load_tree(config)
+    node = tree.nodes.get(args.node)
+    suspects = ", ".join(n.node_id for n in tree.suspect_nodes()) or "none"
+    if node is None:
+        raise InjectError(f"{args.node} is not a node of campaign {config.name} (suspect nodes: {suspects})")
+    if node.status is not NodeStatus.SUSPECT:
+        raise InjectError(
+            f"{args.node} is {node.status.value}, not SUSPECT; only suspect nodes take a verdict "
+            f"(suspect nodes: {suspects})"
+        )
+    if tree.phase.value == "done":
+        raise InjectError(
+            f"campaign {config.name} has finished ({tree.finished_reason}); a verdict can no longer change its "
+            f"search. Its report lists {args.node} as suspect."
+        )
+    item = submit_verdict(campaign_dir, args.node, args.verdict)
+    print(f"{args.verdict.removesuffix('e')}ed {args.node} ({item['by']})")
+    print("a running campaign applies it at its next step; otherwise at `arborist resume`.", file=sys.stderr)
+    return 0
 
 
 def _inject(args: argparse.Namespace) -> int:
@@ -202,6 +242,11 @@ def _status(args: argparse.Namespace) -> int:
         "max_wall_s": config.budget.max_wall_s, "llm_calls": tree.llm_calls, "llm_usd": tree.llm_usd,
     }
     print(progress_line(progress))
+    suspects = tree.suspect_nodes()
+    if suspects:
+        ids = ", ".join(n.node_id for n in suspects)
+        print(f"suspect: {len(suspects)} node(s) await a verdict ({ids}); see the report, then "
+              f"`arborist approve {args.campaign_dir} NODE` or `arborist reject {args.campaign_dir} NODE`")
     if tree.finished_reason:
         print(f"finished: {tree.finished_reason}")
     return 0

@@ -18,6 +18,7 @@ from orchestrator.yamlfile import YamlFileError, load_yaml
 from trials.entrypoint import COMMAND_FIELDS
 from trials.errors import ProjectError
 from trials.patch import matches_entry
+from trials.protect import entry_problem, find_definition, is_definition, split_entry
 from trials.worktree import project_files
 
 BUILTIN_METRICS = ("train_time_s",)  # measured by arborist around the train step
@@ -25,6 +26,9 @@ ASPECTS = ("optimizer", "lr_schedule", "architecture", "regularization", "data",
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # A metric name is a key of the metrics file, a Ray Tune result key and a ledger column.
 METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,127}$")
+
+
+Bounds = tuple[float | None, float | None]  # low, high; None: unbounded on that side
 
 
 class ConfigError(ValueError):
@@ -57,6 +61,9 @@ class MetricConfig(_Model):
     min: float | None = None
     max_ratio: float | None = Field(default=None, gt=0)
     min_ratio: float | None = Field(default=None, gt=0)
+    # Plausibility: values the metric cannot pass (accuracy [0, 1], a loss [0, null]). A change
+    # whose metric sits at one is suspect, whatever its role (docs/statistics.md).
+    bounds: Bounds | None = None
 
     @field_validator("regex")
     @classmethod
@@ -71,6 +78,17 @@ class MetricConfig(_Model):
                     f"regex {value!r} has no capture group, so no number can be read from a match; put the number "
                     r"in parentheses, e.g. 'val_loss: ([0-9.eE+-]+)' (or name it (?P<value>...))"
                 )
+        return value
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds_ordered(cls, value: Bounds | None) -> Bounds | None:
+        if value is not None:
+            low, high = value
+            if low is None and high is None:
+                raise ValueError("bounds [null, null] bounds nothing; give a low, a high or both, or leave bounds out")
+            if low is not None and high is not None and not low < high:
+                raise ValueError(f"bounds: low ({low}) must be below high ({high})")
         return value
 
     @model_validator(mode="after")
@@ -143,6 +161,11 @@ class StatsConfig(_Model):
     confirm_seeds: int = Field(default=1, ge=0, description="fresh seeds a promotion must hold on")
     min_seeds: int = Field(default=sequential.N_MIN, ge=1, description="no promotion on fewer paired seeds")
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    # Real changes reach tens of sigma_d where paired noise is small (the toy project's best
+    # params change: 28); faked metrics reach hundreds.
+    suspect_sigma: float = Field(
+        default=50.0, gt=0, description="a paired gain beyond this many sigma_d is suspect, not promoted"
+    )
 
     @model_validator(mode="after")
     def _wealth_below_fdr(self) -> StatsConfig:
@@ -442,6 +465,7 @@ def _resolve(config: CampaignConfig, base: Path, path: Path, root: yaml.Node | N
         proposers.append(proposer)
     _check_placeholders(config, fail)
     _check_editable(config, project, fail)
+    _check_protected_definitions(config, project, fail)
     campaign_dir = (base / config.campaign_dir).resolve() if config.campaign_dir else (
         Path.cwd() / "runs" / config.name
     ).resolve()
@@ -475,6 +499,33 @@ def _check_editable(config: CampaignConfig, project: Path, fail: Any) -> None:
         shown = ", ".join(editable[:5]) + (", ..." if len(editable) > 5 else "")
         raise fail("editable", f"every file it matches ({shown}) is also protected, so every code change would be "
                                "rejected; take the training code out of `protected` or add it to `editable`")
+
+
+def _check_protected_definitions(config: CampaignConfig, project: Path, fail: Any) -> None:
+    """Each file::name entry names a definition the project has: a typo would protect nothing."""
+    entries = [(i, e) for i, e in enumerate(config.protected) if is_definition(e)]
+    if not entries:
+        return
+    try:
+        files = set(project_files(project))
+    except ProjectError as exc:
+        raise fail("project", str(exc)) from exc
+    for i, entry in entries:
+        field = f"protected.{i}"
+        problem = entry_problem(entry)
+        if problem:
+            raise fail(field, f"{entry!r}: {problem} (e.g. 'train.py::evaluate' or 'train.py::Evaluator.score')")
+        path, qualname = split_entry(entry)
+        if path not in files:
+            raise fail(field, f"{entry!r}: {path} is not a file of the project {project}; "
+                              "give the file's path relative to the project root")
+        try:
+            found = find_definition((project / path).read_text(encoding="utf-8"), qualname)
+        except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+            raise fail(field, f"{entry!r}: {project / path} does not parse as Python ({exc}); fix the file") from exc
+        if found is None:
+            raise fail(field, f"{entry!r}: {project / path} defines no function or class {qualname}; check the "
+                              "spelling (methods as Class.method) or protect the whole file")
 
 
 def _check_placeholders(config: CampaignConfig, fail: Any) -> None:

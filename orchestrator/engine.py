@@ -50,6 +50,7 @@ class SearchEngine:
         clock: Callable[[], float] = time.time,
         on_finish: Callable[[], None] | None = None,
         embed: Callable[[list[str]], list[list[float]]] | None = None,
+        verdicts: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.config = config
         self.tree = tree
@@ -61,6 +62,7 @@ class SearchEngine:
         self.alpha = self._new_alpha_ledger()
         self._clock = clock
         self._on_finish = on_finish
+        self._verdicts = verdicts  # a person's approve/reject of suspect nodes, read at each step
         self._in_flight: set[str] = set()
         self._last_proposer_error: dict[str, str] = {}
         # The tree's history in words costs a pass over every node: only LLM proposers read it.
@@ -123,7 +125,8 @@ class SearchEngine:
     def _advance(self) -> None:
         if self.tree.phase is Phase.DONE:
             return
-        if self._judge_settled_nodes() or self.tree.incumbent_id is None:
+        verdicts = self._apply_verdicts()
+        if self._judge_settled_nodes() or verdicts or self.tree.incumbent_id is None:
             self._update_incumbent()
         if self.tree.phase is Phase.SEARCH:
             self._search_step()
@@ -186,6 +189,32 @@ class SearchEngine:
                 self._notify(node)
         return decided
 
+    def _apply_verdicts(self) -> bool:
+        """Carry out a person's verdicts on suspect nodes; True when any node changed.
+
+        A verdict for a node that is no longer suspect (given twice) changes nothing. The
+        decision keeps the suspect evidence, so the accounts treat the node as they did while
+        it was suspect, live and on replay alike.
+        """
+        if self._verdicts is None:
+            return False
+        changed = False
+        for item in self._verdicts():
+            node = self.tree.nodes.get(str(item.get("node_id")))
+            if node is None or node.status is not NodeStatus.SUSPECT:
+                continue
+            approved = item.get("verdict") == "approve"
+            was = (node.decision or {}).get("reason", "")
+            self.tree.record(
+                "decision", node_id=node.node_id,
+                status=(NodeStatus.PROMOTED if approved else NodeStatus.PRUNED).value,
+                reason=f"{'approved' if approved else 'rejected'} by {item.get('by')} after it was {was}",
+                evidence=(node.decision or {}).get("evidence") or {},
+                verdict=item.get("verdict"), by=item.get("by"), at=item.get("at"),
+            )
+            changed = True
+        return changed
+
     def _new_alpha_ledger(self) -> AlphaLedger:
         stats = self.config.stats
         return AlphaLedger(fdr=stats.fdr, w0=stats.initial_wealth)
@@ -193,14 +222,18 @@ class SearchEngine:
     def _account(self, node: Node, status: NodeStatus, evidence: dict[str, Any]) -> None:
         """Feed a decision to the pooled noise model and the campaign's alpha-wealth."""
         cohort = policy.noise_cohort(self.tree, node, self.config)
+        # Implausible differences (a faked metric) would distort the noise every later test relies
+        # on, and earn no alpha-wealth, even once a person approves the node.
+        suspect = "suspect" in evidence
         if node.node_id == ROOT_ID and status is NodeStatus.BASELINE:
             values = list(self.tree.completed_values(ROOT_ID, self.config.objective).values())
             self.noise.add_replicates(cohort, ROOT_ID, values)
-        elif status in (NodeStatus.PROMOTED, NodeStatus.PRUNED) and evidence.get("diffs"):
+        elif status in (NodeStatus.PROMOTED, NodeStatus.PRUNED) and evidence.get("diffs") and not suspect:
             self.noise.add_differences(cohort, node.node_id, evidence["diffs"])
         if node.alpha_test and node.alpha_test in self.alpha.open:
             p_value = float(evidence.get("p_value", 1.0))
-            self.alpha.finish(node.alpha_test, promoted=status is NodeStatus.PROMOTED, p_value=p_value)
+            promoted = status is NodeStatus.PROMOTED and not suspect
+            self.alpha.finish(node.alpha_test, promoted=promoted, p_value=p_value)
 
     def _rebuild_accounts(self) -> None:
         """Replay creations and decisions in journal order into the noise model and alpha-wealth."""

@@ -1,4 +1,5 @@
-"""The campaign's inbox: changes a person injects while a campaign runs (`arborist inject`).
+"""The campaign's inbox: changes a person injects while a campaign runs (`arborist inject`),
+and verdicts on suspect nodes (`arborist approve`, `arborist reject`).
 
 Items are appended to `<campaign_dir>/inbox.yaml`, a hypotheses file like any other, which the
 inbox's queue proposer re-reads on every request, ahead of the configured proposers. What can
@@ -8,9 +9,13 @@ is checked at admission like every proposal.
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import re
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,8 @@ from trials.locks import file_lock
 from trials.patch import validate_diff
 
 INBOX_FILE = "inbox.yaml"
+VERDICTS_FILE = "verdicts.jsonl"  # one JSON object a line: node_id, verdict, by, at
+VERDICTS = ("approve", "reject")
 LOCK_FILE = ".inbox.lock"  # a separate file: the inbox itself is replaced, so a lock on it would not hold
 
 # YAML 1.1 (PyYAML) reads 1e-3 as a string; people write learning rates that way.
@@ -67,6 +74,35 @@ def inject(
         item = {"id": item_id.strip() if item_id is not None else _next_id(taken), **item}
         _write_atomically(path, _appended(text, item))
     return item
+
+
+def submit_verdict(campaign_dir: Path, node_id: str, verdict: str) -> dict[str, Any]:
+    """Append a person's verdict on a suspect node; the engine carries it out at its next step
+    (or at `arborist resume`). Whether the node is suspect is the caller's check, on the tree."""
+    if verdict not in VERDICTS:
+        raise InjectError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+    item = {"node_id": node_id, "verdict": verdict, "by": f"{getpass.getuser()}@{socket.gethostname()}",
+            "at": time.time()}
+    path = campaign_dir / VERDICTS_FILE
+    with file_lock(campaign_dir / LOCK_FILE):
+        pending = [v for v in read_verdicts(campaign_dir) if v.get("node_id") == node_id]
+        if pending:
+            raise InjectError(
+                f"{node_id} already has a verdict waiting to be applied ({pending[0].get('verdict')} by "
+                f"{pending[0].get('by')}); it takes effect at the campaign's next step or `arborist resume`"
+            )
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        _write_atomically(path, text + json.dumps(item, sort_keys=True) + "\n")
+    return item
+
+
+def read_verdicts(campaign_dir: Path) -> list[dict[str, Any]]:
+    """Every verdict given, oldest first (the file is replaced whole, so no line is ever half written)."""
+    try:
+        text = (campaign_dir / VERDICTS_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def read_diff(path: Path) -> str:

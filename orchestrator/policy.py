@@ -78,6 +78,79 @@ def judge_root(tree: SearchTree, config: CampaignConfig) -> NodeVerdict:
 
 
 def judge_child(tree: SearchTree, node: Node, config: CampaignConfig, noise: NoiseModel) -> NodeVerdict:
+    """Promote, prune, fail, confirm or ask for more seeds; a promotion whose results are
+    implausible under the campaign's own noise model is SUSPECT instead, until a person decides."""
+    verdict = _judge_evidence(tree, node, config, noise)
+    if verdict.status is not NodeStatus.PROMOTED:
+        return verdict
+    findings = implausible_findings(tree, node, config, noise, verdict.evidence)
+    if not findings:
+        return verdict
+    evidence = {**verdict.evidence, "suspect": findings}
+    reason = "suspect, not promoted: " + "; ".join(f["detail"] for f in findings)
+    return NodeVerdict(NodeStatus.SUSPECT, reason, evidence)
+
+
+def implausible_findings(
+    tree: SearchTree, node: Node, config: CampaignConfig, noise: NoiseModel, evidence: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The plausibility rules a would-be promotion breaks, each with its figures (docs/statistics.md).
+
+    A real gain moves a metric within what seeds and the change's effect allow; a change that
+    rewrites how the metric is computed (a constant loss) shows up as a gain far beyond the noise,
+    a metric that no longer varies with the seed, or a metric pinned at a value it cannot pass.
+    """
+    assert node.parent_id is not None
+    findings: list[dict[str, Any]] = []
+    for name, metric in config.metrics.items():
+        if metric.bounds is None:
+            continue
+        low, high = metric.bounds
+        values = tree.completed_values(node.node_id, name)
+        at = sorted(v for v in values.values() if (low is not None and v <= low) or (high is not None and v >= high))
+        if at:
+            findings.append({
+                "rule": "at_bound", "metric": name, "bounds": [low, high], "values": at,
+                "detail": f"{name} reaches its declared bound [{_bound(low)}, {_bound(high)}] ({at[0]:.6g})",
+            })
+    seeds = list(evidence.get("seeds") or [])
+    mine = tree.completed_values(node.node_id, config.objective)
+    theirs = tree.completed_values(node.parent_id, config.objective)
+    child = [mine[s] for s in seeds if s in mine]
+    parent = [theirs[s] for s in seeds if s in theirs]
+    if len(child) >= 2 and _constant(child) and len(parent) >= 2 and not _constant(parent):
+        findings.append({
+            "rule": "zero_variance", "metric": config.objective, "value": child[0], "seeds": len(child),
+            "parent_sd": float(np.std(parent, ddof=1)),
+            "detail": f"{config.objective} is {child[0]:.6g} on all {len(child)} seeds while the parent's varies "
+                      f"(sd {float(np.std(parent, ddof=1)):.3g})",
+        })
+    diffs = list(evidence.get("diffs") or [])
+    cohort = noise_cohort(tree, node, config)
+    # The noise is estimated without the node's own differences when others exist: a faked
+    # metric must not set the yardstick it is measured by.
+    estimate = noise.sigma_d(cohort) or noise.sigma_d(cohort, pending=diffs)
+    if diffs and estimate is not None and estimate[0] > 0:
+        gain, sigma_d, k = sum(diffs) / len(diffs), estimate[0], config.stats.suspect_sigma
+        if gain > k * sigma_d:
+            findings.append({
+                "rule": "gain_beyond_noise", "gain": gain, "sigma_d": sigma_d, "sigmas": gain / sigma_d, "limit": k,
+                "detail": f"gain {gain:+.4g} is {gain / sigma_d:.1f} sigma_d (sigma_d {sigma_d:.3g}), "
+                          f"beyond stats.suspect_sigma = {k:g}",
+            })
+    return findings
+
+
+def _constant(values: list[float]) -> bool:
+    scale = max(1.0, max(abs(v) for v in values))
+    return max(values) - min(values) <= 1e-12 * scale
+
+
+def _bound(value: float | None) -> str:
+    return "null" if value is None else f"{value:g}"
+
+
+def _judge_evidence(tree: SearchTree, node: Node, config: CampaignConfig, noise: NoiseModel) -> NodeVerdict:
     """Promote, prune, fail, confirm or ask for more seeds, from the node's paired evidence.
 
     The sequential test (orchestrator/sequential.py) runs on the paired differences with the

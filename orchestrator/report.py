@@ -100,6 +100,7 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
             "gain_vs_baseline": gain_vs_baseline(tree, config, incumbent.node_id),
         },
         "counts": tree.counts(),
+        "suspects": suspects(config, tree),
         "decisions": decisions,
         "rejected_proposals": rejected,
         "integration": _integration(tree, config),
@@ -194,6 +195,37 @@ def _fmt_signed(value: float | None) -> str:
     return "–" if value is None else f"{value:+.4g}"
 
 
+def suspects(config: CampaignConfig, tree: SearchTree) -> list[dict[str, Any]]:
+    """Nodes waiting for a person's verdict: the rules they broke, their figures, the commands."""
+    rows = []
+    for node in tree.suspect_nodes():
+        evidence = (node.decision or {}).get("evidence") or {}
+        rows.append({
+            "node_id": node.node_id, "parent_id": node.parent_id,
+            "change": node.change.describe() if node.change else "",
+            "gain": _clean(evidence.get("mean")), "findings": list(evidence.get("suspect") or []),
+            "approve": f"arborist approve {config.campaign_dir} {node.node_id}",
+            "reject": f"arborist reject {config.campaign_dir} {node.node_id}",
+        })
+    return rows
+
+
+def _suspects_section(data: dict[str, Any]) -> list[str]:
+    if not data["suspects"]:
+        return []
+    lines = ["## Suspect results: a person decides", "",
+             "These changes would have been promoted, but their results are implausible under the campaign's own "
+             "noise model (docs/statistics.md). None is crowned until you approve it.", ""]
+    for row in data["suspects"]:
+        lines += [f"### {row['node_id']} (on {row['parent_id']}): {row['change']}", "",
+                  f"- gain {_fmt_signed(row['gain'])}"]
+        for finding in row["findings"]:
+            figures = ", ".join(f"{k}={v}" for k, v in finding.items() if k not in ("rule", "detail"))
+            lines.append(f"- rule `{finding['rule']}`: {finding['detail']} ({figures})")
+        lines += [f"- real: `{row['approve']}`", f"- not real: `{row['reject']}`", ""]
+    return lines
+
+
 def notebook(config: CampaignConfig, tree: SearchTree) -> str:
     data = summary(config, tree)
     objective = data["objective"]
@@ -208,6 +240,7 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
         f"- Elapsed: {data['elapsed_s']:.0f} s",
         "",
     ]
+    lines += _suspects_section(data)
     lines += _incumbent_section(data)
     lines += ["## Decisions", "", "Each child is compared with its parent on the same seeds by a sequential test "
               "with the campaign's pooled noise (docs/statistics.md). Gain is positive when better.", "",

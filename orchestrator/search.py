@@ -16,7 +16,7 @@ from typing import Any
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
 from orchestrator.engine import FINISHED, SearchEngine
-from orchestrator.inbox import inbox_path
+from orchestrator.inbox import inbox_path, read_verdicts
 from orchestrator.ledger import Ledger
 from orchestrator.proposers.embedder import MemoryEmbedder
 from orchestrator.proposers.llm import LLMClient
@@ -25,6 +25,7 @@ from orchestrator.proposers.registry import AlgorithmFactory, build_proposers
 from orchestrator.stats import summarize
 from orchestrator.tree import Node, SearchTree, trial_id_for
 from trials.patch import validate_diff
+from trials.protect import change_problems
 from trials.spec import (
     CodeChange,
     EntrypointSpec,
@@ -65,6 +66,7 @@ class SearchService:
         self.engine = SearchEngine(
             self.config, self.tree, proposers, workspace, on_finish=self._flush,
             embed=self._embedder.embed if self._embedder else None,
+            verdicts=lambda: read_verdicts(self.campaign_dir),
         )
         if not self.tree.nodes:
             if setup is None:
@@ -182,7 +184,9 @@ class RepoWorkspace:
         if problems:
             return "; ".join(problems)
         error = self._repo.check_diff(parent.commit, change.diff)
-        return f"does not apply on {parent.node_id}: {error.strip()}" if error else ""
+        if error:
+            return f"does not apply on {parent.node_id}: {error.strip()}"
+        return "; ".join(change_problems(self._repo, parent.commit, change.diff, self._config.protected))
 
     def sources(self, parent: Node, change: Change) -> dict[str, tuple[str, str]] | None:
         if not change.diff:

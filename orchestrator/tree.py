@@ -28,6 +28,7 @@ class NodeStatus(StrEnum):
     PRUNED = "PRUNED"  # worse, or no better at the seed cap
     FAILED = "FAILED"  # a trial failed, timed out or was invalid
     UNDECIDED = "UNDECIDED"  # still under test when the search stopped: no verdict either way
+    SUSPECT = "SUSPECT"  # would be promoted, but its results are implausible: waits for a person's verdict
 
     @property
     def expandable(self) -> bool:
@@ -322,6 +323,9 @@ class SearchTree:
 
     def finished_trials(self) -> list[TrialRecord]:
         return [r for r in self.trials.values() if r.state.is_finished()]
+
+    def suspect_nodes(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.status is NodeStatus.SUSPECT]
 
     def open_nodes(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.status is NodeStatus.OPEN]

@@ -142,3 +142,66 @@ def write_config(tmp: Path, **overrides: Any) -> Path:
     path = tmp / "campaign.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+# A self-reported project: one command trains and prints its own metric. evaluate() computes
+# the loss; protecting it (`train.py::evaluate`) is all that keeps a change from faking it.
+SELF_REPORTED_TRAIN = textwrap.dedent(
+    '''
+    import json, os, random
+
+
+    def train(params, seed):
+        bonus = 0.0
+        return {"weight": params["x"] + bonus, "seed": seed}
+
+
+    def evaluate(model):
+        """Mean loss over four held-out batches."""
+        rng = random.Random(model["seed"])
+        losses = [2.0 + (model["weight"] - 3) ** 2 / 10 + rng.gauss(0, 0.05) for _ in range(4)]
+        return sum(losses) / len(losses)
+
+
+    params = json.load(open(os.environ["ARBORIST_PARAMS"]))
+    seed = int(os.environ["ARBORIST_SEED"])
+    print("loss:", evaluate(train(params, seed)))
+    '''
+)
+
+
+def self_reported_diff(old: str, new: str) -> str:
+    """A git-style diff of the self-reported train.py replacing `old` with `new`."""
+    assert old in SELF_REPORTED_TRAIN
+    lines = difflib.unified_diff(
+        SELF_REPORTED_TRAIN.splitlines(True), SELF_REPORTED_TRAIN.replace(old, new).splitlines(True),
+        "a/train.py", "b/train.py",
+    )
+    return "diff --git a/train.py b/train.py\n" + "".join(lines)
+
+
+def write_self_reported_config(tmp: Path, items: list[dict[str, Any]], **overrides: Any) -> Path:
+    """A campaign of the self-reported project whose queue holds `items`; evaluate() is protected."""
+    project = tmp / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "train.py").write_text(SELF_REPORTED_TRAIN)
+    queue = tmp / "hypotheses.yaml"
+    queue.write_text(yaml.safe_dump(items, sort_keys=False))
+    config: dict[str, Any] = {
+        "name": "selfreported",
+        "project": str(project),
+        "campaign_dir": str(tmp / "campaign"),
+        "entrypoint": {"train": "python train.py", "budget_s": 30},
+        "metrics": {"loss": {"direction": "min", "role": "objective", "regex": r"loss: ([0-9.eE+-]+)",
+                             "bounds": [0, None]}},
+        "params": {"x": {"type": "float", "low": 0.0, "high": 6.0, "default": 1.0}},
+        "protected": ["train.py::evaluate"],
+        "seeds": {"baseline": 3, "initial": 3, "max": 5},
+        "search": {"proposers": [{"type": "queue", "path": str(queue)}]},
+        "budget": {"max_trials": 60, "max_wall_s": NO_WALL_LIMIT_S},
+        "packages": [],
+        **overrides,
+    }
+    path = tmp / "campaign.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

@@ -33,6 +33,7 @@ from trials.fsutil import rmtree_force
 from trials.hashing import hash_path
 from trials.layout import TrialPaths
 from trials.process import CommandOutcome
+from trials.protect import file_digest, is_definition, split_entry
 from trials.spec import FailureStage, Fingerprint, TrialResult, TrialSpec, TrialState
 from trials.worktree import Worktree, ensure_cached_repo, materialize
 
@@ -306,6 +307,11 @@ def protected_problems(expected: Mapping[str, str], worktree: Path) -> list[str]
     """What differs between protected paths and their expected hashes (relative: in worktree)."""
     problems = []
     for name, digest in sorted(expected.items()):
+        if is_definition(name):
+            file, qualname = split_entry(name)
+            if file_digest(worktree / file, qualname) != digest:
+                problems.append(f"protected definition {name} changed, or is gone")
+            continue
         path = Path(name)
         actual = hash_path(path if path.is_absolute() else worktree / path)
         if actual is None:
