@@ -3,14 +3,23 @@ tree actor and Ray Tune, and leave a ledger and a report behind.
 
 Layout of a campaign folder:
 
-    campaign.json     the resolved config (what `arborist resume` reads back)
+    .owner.lock       held by the one `arborist run` or `resume` that owns the folder (ownership.py)
+    campaign.json     the resolved config (what `arborist resume` reads back); written first
     config.yaml       the config file as given
     repo/             the campaign repository: a commit and branch per node
     bundles/          the snapshot as a git bundle, shipped to workers
+    setup.json        snapshot commit, bundle and protected hashes; written last, so it marks
+                      a folder whose preparation completed
     journal.wal       write-ahead journal of events not yet in Parquet
     ledger/           the Parquet ledger (unless `storage:` points elsewhere)
     scratch/          worktrees and trial outputs of this machine
+    tune/             Ray Tune's records of each session
+    inbox.yaml        changes queued by `arborist inject`
     report.md         the lab notebook
+
+A folder without events is a start that failed before its first event (Ray or the tree actor
+did not come up, the driver was killed while snapshotting): nothing ran in it, so `arborist
+resume` finishes the start and `arborist run` may replace it.
 """
 
 from __future__ import annotations
@@ -24,13 +33,29 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import LLM_PROPOSERS, CampaignConfig, ConfigError
+from orchestrator.inbox import INBOX_FILE
+from orchestrator.inbox import LOCK_FILE as INBOX_LOCK_FILE
 from orchestrator.ledger import load_events, open_filesystem
+from orchestrator.ownership import LOCK_FILE, check_free
 from orchestrator.proposers.queue import load_queue
 from trials.hashing import hash_path
 from trials.protect import expected_digests, is_definition
 from trials.worktree import CampaignRepo, snapshot_project
 
 CAMPAIGN_FILE = "campaign.json"
+SETUP_FILE = "setup.json"
+
+
+def _staged(name: str) -> str:
+    """Where a file is written before it is renamed into place (see _write_atomic)."""
+    return f".{name}.tmp"
+
+
+# What a start that failed before its first event can leave in the folder (see the layout above).
+FAILED_START_LEFTOVERS = (
+    CAMPAIGN_FILE, "config.yaml", "repo", "bundles", SETUP_FILE, "journal.wal", "ledger", "scratch", "tune",
+    INBOX_FILE, INBOX_LOCK_FILE, "report.md", _staged(CAMPAIGN_FILE), _staged(SETUP_FILE),
+)
 
 
 class CampaignInterrupted(RuntimeError):
@@ -49,10 +74,14 @@ def has_events(config: CampaignConfig) -> bool:
 
 
 def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
-    """Create the campaign folder: snapshot, bundle, protected hashes. The project is only read."""
+    """Prepare the campaign folder: snapshot, bundle, protected hashes. The project is only read.
+
+    The caller owns the folder (ownership.claim). A half-built folder (campaign.json but no
+    setup.json) is prepared again from scratch; a prepared or started one is refused.
+    """
     assert config.campaign_dir is not None
     campaign_dir = Path(config.campaign_dir)
-    if (campaign_dir / CAMPAIGN_FILE).exists() or has_events(config):
+    if (campaign_dir / SETUP_FILE).exists() or has_events(config):
         raise ConfigError(
             f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
             "or choose another campaign_dir (or --campaign-dir) for a new one."
@@ -61,9 +90,13 @@ def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
         if proposer.type == "queue" and proposer.path is not None:
             load_queue(Path(proposer.path))  # a broken hypotheses file stops us before anything runs
     campaign_dir.mkdir(parents=True, exist_ok=True)
+    # First, so that a start that dies from here on leaves a folder `arborist resume` can finish.
+    _write_atomic(campaign_dir / CAMPAIGN_FILE, {"config": config.model_dump(mode="json")})
+    if config_path is not None:
+        shutil.copyfile(config_path, campaign_dir / "config.yaml")
+    for name in ("repo", "bundles"):
+        shutil.rmtree(campaign_dir / name, ignore_errors=True)  # left by a start that died here
     repo_dir = campaign_dir / "repo"
-    if repo_dir.exists():
-        shutil.rmtree(repo_dir)  # left by a start that failed before its first event
     commit = snapshot_project(Path(config.project), repo_dir)
     repo = CampaignRepo(repo_dir)
     bundle_path = campaign_dir / "bundles" / "snapshot.bundle"
@@ -80,23 +113,79 @@ def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
         )
     for path in config.data.heldout.values():
         protected[str(path)] = hash_path(Path(path))
-    (campaign_dir / CAMPAIGN_FILE).write_text(
-        json.dumps({"config": config.model_dump(mode="json")}, indent=2) + "\n"
-    )
-    if config_path is not None:
-        shutil.copyfile(config_path, campaign_dir / "config.yaml")
-    return {
+    setup = {
         "snapshot_commit": commit,
         "bundle_id": bundle_id,
         "bundle_path": str(bundle_path),
         "protected": protected,
         "config_path": str(config_path) if config_path else "",
     }
+    _write_atomic(campaign_dir / SETUP_FILE, setup)  # last: its presence means the preparation completed
+    return setup
+
+
+def clear_failed_start(config: CampaignConfig) -> list[str]:
+    """Make the folder ready for a fresh `arborist run`; return what a failed start had left there.
+
+    Refuses a folder that holds events (a campaign `arborist resume` continues). Only the
+    campaign layout's own entries are removed: anything else in the folder is the user's.
+    """
+    assert config.campaign_dir is not None
+    campaign_dir = Path(config.campaign_dir)
+    if has_events(config):
+        raise ConfigError(
+            f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
+            "or choose another campaign_dir (or --campaign-dir) for a new one."
+        )
+    removed = []
+    for name in FAILED_START_LEFTOVERS:
+        path = campaign_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def finish_start(config: CampaignConfig) -> tuple[dict[str, Any], str]:
+    """The setup a folder without events starts from, and how it was obtained, in words.
+
+    A prepared folder (setup.json) starts from its own snapshot; a half-built one is prepared
+    again from its campaign.json, so it snapshots the project as it is now.
+    """
+    assert config.campaign_dir is not None
+    setup_path = Path(config.campaign_dir) / SETUP_FILE
+    if setup_path.is_file():
+        setup: dict[str, Any] = json.loads(setup_path.read_text())
+        return setup, "it was prepared but never started: starting it from its snapshot"
+    return prepare(config, None), (
+        "it died while being prepared: prepared it again (snapshot, bundle, hashes) from its campaign.json"
+    )
+
+
+def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON so that a reader, or a start killed midway, sees the old file or the whole new one."""
+    tmp = path.with_name(_staged(path.name))
+    with open(tmp, "w") as out:
+        out.write(json.dumps(data, indent=2) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
 
 
 def load_campaign_config(campaign_dir: Path) -> CampaignConfig:
     path = campaign_dir / CAMPAIGN_FILE
     if not path.is_file():
+        if (campaign_dir / LOCK_FILE).exists():
+            check_free(campaign_dir)  # a `run` that has only just made the folder is not a failed start
+            raise ConfigError(
+                f"{campaign_dir} is not a campaign folder (no {CAMPAIGN_FILE}): it holds a start that failed "
+                "before it wrote its config, and nothing ran. Start it again with "
+                f"`arborist run CONFIG --campaign-dir {campaign_dir}`, which replaces it."
+            )
         raise ConfigError(
             f"{campaign_dir} is not a campaign folder (no {CAMPAIGN_FILE}). "
             "Pass the folder `arborist run` printed, e.g. runs/<name>."

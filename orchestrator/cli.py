@@ -142,30 +142,44 @@ def _inject(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from orchestrator import campaign
+    from orchestrator import campaign, ownership
 
     config = load_config(args.config)
     if args.campaign_dir is not None:
         config = _with_campaign_dir(config, args.campaign_dir)
     if not _start_ray(config):  # before the folder is made: a Ray that will not start leaves nothing behind
         return EXIT_USAGE
-    setup = campaign.prepare(config, args.config)
-    print(f"campaign {config.name} in {config.campaign_dir}", file=sys.stderr)
-    return _drive(config, setup, quiet=args.quiet)
+    assert config.campaign_dir is not None
+    with ownership.claim(Path(config.campaign_dir), "arborist run"):
+        removed = campaign.clear_failed_start(config)
+        if removed:
+            print(f"{config.campaign_dir} held a start that failed before its first event (nothing ran): "
+                  f"removed {', '.join(removed)} and starting fresh", file=sys.stderr)
+        setup = campaign.prepare(config, args.config)
+        print(f"campaign {config.name} in {config.campaign_dir}", file=sys.stderr)
+        return _drive(config, setup, quiet=args.quiet)
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from orchestrator import campaign
+    from orchestrator import campaign, ownership
 
-    config = campaign.load_campaign_config(args.campaign_dir.resolve())
-    tree = report.load_tree(config)
-    if tree.phase.value == "done":
-        print(f"campaign {config.name} already finished ({tree.finished_reason}).", file=sys.stderr)
-        return _outcome_code(tree)
-    if not _start_ray(config):
-        return EXIT_USAGE
-    print(f"resuming campaign {config.name} from {len(tree.finished_trials())} finished trials", file=sys.stderr)
-    return _drive(config, None, quiet=args.quiet)
+    campaign_dir = args.campaign_dir.resolve()
+    config = campaign.load_campaign_config(campaign_dir)  # a folder that is no campaign gets no lock file
+    with ownership.claim(campaign_dir, "arborist resume"):
+        setup = None
+        tree = report.load_tree(config)
+        if tree.last_seq == 0:
+            setup, how = campaign.finish_start(config)
+            print(f"{campaign_dir} held a start that failed before its first event; {how}", file=sys.stderr)
+        elif tree.phase.value == "done":
+            print(f"campaign {config.name} already finished ({tree.finished_reason}).", file=sys.stderr)
+            return _outcome_code(tree)
+        else:
+            print(f"resuming campaign {config.name} from {len(tree.finished_trials())} finished trials",
+                  file=sys.stderr)
+        if not _start_ray(config):
+            return EXIT_USAGE
+        return _drive(config, setup, quiet=args.quiet)
 
 
 def _start_ray(config: CampaignConfig) -> bool:

@@ -68,13 +68,16 @@ class SearchService:
             embed=self._embedder.embed if self._embedder else None,
             verdicts=lambda: read_verdicts(self.campaign_dir),
         )
-        if not self.tree.nodes:
+        resuming = bool(self.tree.nodes)
+        if not resuming:
             if setup is None:
                 raise ValueError("a new campaign needs its setup (snapshot, bundle, protected hashes)")
             self.engine.start(setup, setup["snapshot_commit"])
-        else:
-            self.engine.restore()
+        # Before restore(): the trials it marks lost are this session's events. Were they the last
+        # session's, that session would end now, and the time the campaign lay dead would count.
         self.tree.record("session_started", ts=time.time(), resumed=len(self.tree.sessions) > 0)
+        if resuming:
+            self.engine.restore()
         self._flush()
 
     def _flush(self) -> None:

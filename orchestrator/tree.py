@@ -353,11 +353,16 @@ class SearchTree:
     def elapsed_s(self, now: float | None = None) -> float:
         """Wall-clock time the campaign has run, summed over its sessions.
 
-        A session ends at its last event; the live one runs until `now` when given.
+        A session runs from its start to its last event (the live one until `now` when given),
+        and never past the next session's start: the time between a driver's death and the
+        resume that follows is charged to no session, however long it was.
         """
         total = 0.0
         for i, session in enumerate(self.sessions):
-            live = now is not None and i == len(self.sessions) - 1
-            end = now if live else session.get("last_ts", session["ts"])
-            total += max(0.0, float(end) - float(session["ts"]))  # type: ignore[arg-type]
+            start = float(session["ts"])
+            if i + 1 < len(self.sessions):
+                end = min(float(session.get("last_ts", start)), float(self.sessions[i + 1]["ts"]))
+            else:
+                end = float(now if now is not None else session.get("last_ts", start))
+            total += max(0.0, end - start)
         return total

@@ -136,6 +136,7 @@ def test_stopping_midway_and_resuming_repeats_no_trial(tmp_path: Path) -> None:
     # Hand out two trials and then "crash": they never report back.
     lost = [first.suggest(), first.suggest()]
     assert all(isinstance(s, dict) for s in lost)
+    crashed_at = first.tree.last_ts
     del first  # no close(): as after kill -9, only the journal holds the tail
     resumed = SearchService(config.model_dump(mode="json"), None)
     drive(resumed)
@@ -149,6 +150,9 @@ def test_stopping_midway_and_resuming_repeats_no_trial(tmp_path: Path) -> None:
         assert isinstance(spec, dict)
         assert tree.trials[spec["trial_id"]].state.is_finished(), "a cut-off trial was not run again"
     assert len(tree.sessions) == 2
+    # The resume marks the cut-off trials lost in its own session: the first one ends where the
+    # crash left it, so the time in between is charged to neither.
+    assert tree.sessions[0]["last_ts"] == crashed_at
 
 
 def test_budget_stops_the_search(tmp_path: Path) -> None:

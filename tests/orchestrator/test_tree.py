@@ -99,6 +99,35 @@ def test_elapsed_time_sums_sessions() -> None:
     assert tree.elapsed_s(now=520.0) == 50.0
 
 
+def test_time_between_a_killed_driver_and_its_resume_is_charged_to_no_session() -> None:
+    # The driver ran 600 s, was killed with -9, and was resumed 20 minutes later; the resumed
+    # session's first events mark the trial the kill cut off as lost.
+    journal = [
+        Event(1, 1000.0, "session_started", {"ts": 1000.0}),
+        Event(2, 1300.0, "note", {"message": "a trial finished"}),
+        Event(3, 1600.0, "note", {"message": "the last event before kill -9"}),
+        Event(4, 2800.0, "session_started", {"ts": 2800.0, "resumed": True}),
+        Event(5, 2800.5, "note", {"message": "a cut-off trial marked lost"}),
+        Event(6, 2860.0, "note", {"message": "a trial finished"}),
+    ]
+    at_resume = SearchTree.replay(journal[:4])
+    assert at_resume.elapsed_s() == 600.0  # the resumed session starts from the previous total
+    assert at_resume.elapsed_s(now=2800.0) == 600.0
+    tree = SearchTree.replay(journal)
+    assert tree.elapsed_s() == 660.0
+    assert tree.elapsed_s(now=2900.0) == 700.0  # the live session counts from its own start
+
+
+def test_a_session_never_runs_past_the_next_ones_start() -> None:
+    # A clock stepped back between sessions must not make the earlier one overlap the later.
+    tree = SearchTree()
+    tree.apply(Event(1, 1000.0, "session_started", {"ts": 1000.0}))
+    tree.apply(Event(2, 1100.0, "note", {"message": "x"}))
+    tree.apply(Event(3, 1050.0, "session_started", {"ts": 1050.0}))
+    tree.apply(Event(4, 1070.0, "note", {"message": "y"}))
+    assert tree.elapsed_s() == 70.0
+
+
 def test_pending_trials_run_oldest_node_first() -> None:
     # A slow node's remaining seeds are handed out before any newer node's, so fast newcomers
     # cannot starve it.
