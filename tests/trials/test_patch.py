@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.trials.conftest import unified_diff
 from orchestrator.config import LimitsConfig
+from tests.trials.conftest import unified_diff
 from trials.patch import matches_entry, touched_paths, validate_diff
 
 PROTECTED = ["evaluate.py", "data/", "configs/*.yaml"]
