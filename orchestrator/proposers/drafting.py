@@ -116,7 +116,7 @@ def draft_batch(
     if repairs:
         why = f"still invalid after {repairs} repair round(s)"
     elif len(result.changes) >= k:
-        why = f"not sent for repair, the batch held {k} valid proposals without it"
+        why = f"not sent for repair, the batch held its {k} valid proposal(s) without it"
     else:
         why = "not repaired"
     result.invalid.extend((item, f"{why}: {reason}") for item, reason in outstanding)
