@@ -18,10 +18,9 @@ from trials.spec import TrialSpec
 def test_an_oversized_diff_is_rejected_before_the_memory_reads_it_and_a_mode_change_is_noted(
     tmp_path: Path,
 ) -> None:
-    huge = "".join(f"x{i} = {i}\n" for i in range(100_000))
     (tmp_path / "huge.diff").write_text(
-        "diff --git a/gen.py b/gen.py\nnew file mode 100644\n--- /dev/null\n+++ b/gen.py\n"
-        f"@@ -0,0 +1,100000 @@\n" + "".join(f"+{line}\n" for line in huge.splitlines())
+        "diff --git a/gen.py b/gen.py\nnew file mode 100644\n--- /dev/null\n+++ b/gen.py\n@@ -0,0 +1,100000 @@\n"
+        + "".join(f"+x{i} = {i}\n" for i in range(100_000))
     )
     executable = bonus_diff("0.2").replace(
         "diff --git a/model.py b/model.py\n", "diff --git a/model.py b/model.py\nold mode 100644\nnew mode 100755\n"
