@@ -1,8 +1,9 @@
 """Validate a proposed code change (a unified diff) before any compute is spent on it.
 
-Pure text checks: which paths a diff touches, and whether it stays within what a proposer may
-change (editable files, never the frozen evaluator). Whether it applies is checked separately
-against the parent's code with `CampaignRepo.check_diff`.
+Pure text checks, size first: a diff within the limits, of regular files only (every mode line
+read as git reads it), touching only what a proposer may change (editable files, never the
+frozen evaluator). Whether it applies is checked separately against the parent's code with
+`CampaignRepo.check_diff`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def touched_paths(diff: str) -> list[str]:
 def size_problem(diff: str, limits: DiffLimits) -> str:
     """Why the diff is too large to look at any further ("" when it is not).
 
-    Runs in time linear in the diff's length with C-speed passes only, so a hostile diff of
+    Linear in the diff's length, and C-speed passes until the byte limit is known to hold (the
+    exact count of changed lines then reads at most max_diff_bytes), so a hostile diff of
     megabytes or of 100,000 lines is turned away before any parser, memory key or git reads it.
     """
     size = len(diff.encode("utf-8", "surrogatepass"))
