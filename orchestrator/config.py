@@ -285,7 +285,11 @@ class DataConfig(_Model):
 
 
 class LimitsConfig(_Model):
-    max_diff_lines: int = Field(default=400, ge=1)
+    """How large a code change may be; checked before anything else reads the diff."""
+
+    max_diff_bytes: int = Field(default=200_000, ge=1, description="a diff's size in bytes (UTF-8)")
+    max_diff_lines: int = Field(default=400, ge=1, description="changed (+/-) lines of a diff")
+    max_diff_line_chars: int = Field(default=5000, ge=1, description="characters in a diff's longest line")
 
 
 class S3Config(_Model):

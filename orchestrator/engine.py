@@ -19,6 +19,7 @@ from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
 from orchestrator.proposers.queue import QueueFileError
 from orchestrator.sequential import AlphaLedger, NoiseModel
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, Proposal, SearchTree, TrialRecord
+from trials.patch import diff_notes, size_problem
 from trials.spec import FailureStage, TrialResult, TrialState
 
 FINISHED = "FINISHED"
@@ -407,7 +408,14 @@ class SearchEngine:
         remembered = change.proposer != integration.PROPOSER
         memory: dict[str, Any] = {}
         duplicate, reason, key = None, "", ""
-        if remembered:
+        # Size first: the memory's keys and git read the whole diff, a hostile one of megabytes
+        # or 100,000 lines would stall the campaign there.
+        too_large = size_problem(change.diff, self.config.limits) if change.kind == "code" else ""
+        notes = diff_notes(change.diff) if change.kind == "code" and not too_large else []
+        extra: dict[str, Any] = {"notes": notes} if notes else {}
+        if too_large:
+            reason = too_large
+        elif remembered:
             sources = self.workspace.sources(parent, change) if change.kind == "code" else None
             entry = self.memory.entry(change, parent.node_id, parent.params, sources)
             key = entry.key
@@ -431,7 +439,7 @@ class SearchEngine:
             self.tree.record(
                 "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),
                 verdict="rejected", reason=reason, node_id=None, duplicate_of=duplicate, memory=memory,
-                memory_key=key,
+                memory_key=key, **extra,
             )
             if proposer is not None:
                 proposer.observe(change, Outcome("REJECTED", None, reason, duplicate))
@@ -442,6 +450,7 @@ class SearchEngine:
         self.tree.record(
             "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),
             verdict="accepted", reason="", node_id=node_id, duplicate_of=None, memory=memory, memory_key=key,
+            **extra,
         )
         origin = "integration" if change.proposer == integration.PROPOSER else "search"
         test, level = (0, self.config.stats.alpha) if origin == "integration" else self.alpha.start(

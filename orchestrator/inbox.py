@@ -158,7 +158,7 @@ def _item(
         given = "" if aspect is None else f" ({aspect!r} is not one)"
         raise InjectError(f"a code change needs --aspect, one of: {', '.join(ASPECTS)}{given}")
     problems = validate_diff(
-        diff, protected=config.protected, editable=config.editable, max_lines=config.limits.max_diff_lines
+        diff, protected=config.protected, editable=config.editable, limits=config.limits
     )
     if problems:
         raise InjectError("the diff cannot be a change:\n" + "\n".join(f"  - {p}" for p in problems))

@@ -5,7 +5,8 @@ docstrings, formatting, the names of local variables and the order of independen
 statements are set aside. Each touched Python file is parsed before and after, normalized and
 unparsed; the key is a hash of the lines that differ (difflib), each with the function or class
 it is in. A file that is not Python, or does not parse, falls back to its changed lines with
-whitespace and comments dropped; so does a diff whose sources are unknown.
+whitespace and comments dropped; so does a diff whose sources are unknown, and a file whose
+change is too large for the AST pass to stay fast (see MAX_AST_CHANGED_LINES).
 """
 
 from __future__ import annotations
@@ -13,13 +14,25 @@ from __future__ import annotations
 import ast
 import difflib
 import hashlib
+import heapq
 import re
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 
 _COMMENT = re.compile(r"^\s*(#|//)")
 _SIMPLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Import, ast.ImportFrom, ast.Pass)
 _DEF = re.compile(r"^(\s*)(?:async\s+def|def|class)\s+(\w+)")
 _HEADER = re.compile(r"^\+\+\+ (?:b/)?(\S+)")
+_NAME_IN_DUMP = re.compile(r"Name\('([^']*)',")
+# The AST pass costs about a millisecond per source line on a busy machine, and a change this
+# large is a rewrite, not an idea that reappears in other words: above either bound a file is
+# keyed by its changed lines (linear), so the memory never stalls on a generated change.
+MAX_AST_CHANGED_LINES = 400  # lines in one version of the file and not the other
+MAX_AST_SOURCE_CHARS = 400_000  # the two versions together
+# difflib's work grows with each old line's occurrences among the new ones (and as their cube
+# for lines that repeat): 10,000 such pairs take 0.1 s at worst, a 1,000-line file with a few
+# repeated lines stays well within it.
+MAX_DIFFLIB_PAIRS = 10_000
 
 
 def code_key(diff: str, sources: Mapping[str, tuple[str, str]] | None, hypothesis: str = "") -> str:
@@ -38,7 +51,7 @@ def touched_code(sources: Mapping[str, tuple[str, str]]) -> frozenset[str]:
     not Python or does not parse)."""
     places: set[str] = set()
     for path, (before, after) in sources.items():
-        changed = _ast_changes(before, after) if path.endswith(".py") else None
+        changed = _ast_changes(before, after) if _keyed_by_ast(path, before, after) else None
         if changed is None:
             places.add(path)
             continue
@@ -68,8 +81,16 @@ def _clean(line: str) -> str:
     return "".join(line.split("#", 1)[0].split())
 
 
+def _keyed_by_ast(path: str, before: str, after: str) -> bool:
+    if not path.endswith(".py") or len(before) + len(after) > MAX_AST_SOURCE_CHARS:
+        return False
+    old, new = Counter(before.splitlines()), Counter(after.splitlines())
+    # Lines one version has and the other lacks: a lower bound of the change, in linear time.
+    return (old - new).total() + (new - old).total() <= MAX_AST_CHANGED_LINES
+
+
 def _file_delta(path: str, before: str, after: str) -> str:
-    changed = _ast_changes(before, after) if path.endswith(".py") else None
+    changed = _ast_changes(before, after) if _keyed_by_ast(path, before, after) else None
     if changed is not None:
         return "\n".join(f"{scope}|{line}" for scope, line in changed)
     old = [c for c in map(_clean, before.splitlines()) if c]
@@ -101,14 +122,46 @@ def _differences(old: list[str], new: list[str]) -> Iterator[tuple[int, str]]:
 
 
 def _indexed_differences(old: list[str], new: list[str]) -> Iterator[tuple[str, int, str]]:
-    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    """The lines that differ, in order. The common head and tail are set aside first (linear);
+    what is left is matched by difflib when few of its lines repeat, since difflib is cubic in
+    lines that repeat (600 lines of "x = 1" against a variant: 9 s). Otherwise the middle is
+    compared as two multisets: the lines one side has more often than the other, removed first."""
+    head = 0
+    while head < min(len(old), len(new)) and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(old), len(new)) - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    old_end, new_end = len(old) - tail, len(new) - tail
+    in_new = Counter(new[head:new_end])
+    if sum(in_new[line] for line in old[head:old_end]) > MAX_DIFFLIB_PAIRS:
+        yield from _multiset_differences(old, new, range(head, old_end), range(head, new_end))
+        return
+    matcher = difflib.SequenceMatcher(a=old[head:old_end], b=new[head:new_end], autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             continue
-        for i in range(i1, i2):
+        for i in range(head + i1, head + i2):
             yield "-", i, old[i].strip()
-        for j in range(j1, j2):
+        for j in range(head + j1, head + j2):
             yield "+", j, new[j].strip()
+
+
+def _multiset_differences(
+    old: list[str], new: list[str], old_span: range, new_span: range
+) -> Iterator[tuple[str, int, str]]:
+    in_old = Counter(old[i] for i in old_span)
+    in_new = Counter(new[j] for j in new_span)
+    if in_old == in_new:
+        # The same lines in another order: the reordered region is the change.
+        yield from (("-", i, old[i].strip()) for i in old_span)
+        yield from (("+", j, new[j].strip()) for j in new_span)
+        return
+    for side, lines, span, extra in (("-", old, old_span, in_old - in_new), ("+", new, new_span, in_new - in_old)):
+        for index in span:  # a line's first occurrences are the ones counted as changed
+            if extra[lines[index]] > 0:
+                extra[lines[index]] -= 1
+                yield side, index, lines[index].strip()
 
 
 def _scopes(lines: list[str]) -> list[str]:
@@ -225,25 +278,49 @@ def _canonical_order(body: list[ast.stmt], local: set[str]) -> list[ast.stmt]:
 
 
 def _sort_run(run: list[ast.stmt], local: set[str]) -> list[ast.stmt]:
+    """The run in its canonical order: repeatedly, of the statements whose predecessors are all
+    placed, the one with the least masked text. A statement's predecessors are the earlier ones it
+    touches a common name with where one of the two writes it; the edges kept are the last writer
+    of each name and the readers since it, whose transitive closure is the same relation, so the
+    sort is O(n log n + names touched) rather than quadratic in the run (a generated change of
+    thousands of assignments is keyed in milliseconds)."""
     if len(run) < 2:
         return run
-    effects = [_reads_writes(stmt) for stmt in run]
     # Sorted by their text with local names masked: renaming a local must not change the order.
     keys = [_masked_dump(stmt, local) for stmt in run]
-    # i must stay before j when they touch a common name and one of them writes it.
-    after = {j: {i for i in range(j) if _depends(effects[i], effects[j])} for j in range(len(run))}
-    placed: list[int] = []
-    while len(placed) < len(run):
-        ready = [j for j in range(len(run)) if j not in placed and after[j] <= set(placed)]
-        placed.append(min(ready, key=lambda j: (keys[j], j)))
-    return [run[j] for j in placed]
+    successors: list[set[int]] = [set() for _ in run]
+    waiting = [0] * len(run)  # predecessors not placed yet
+    last_writer: dict[str, int] = {}
+    readers: dict[str, list[int]] = defaultdict(list)  # of each name since its last write
+    for j, stmt in enumerate(run):
+        reads, writes = _reads_writes(stmt)
+        before = {last_writer[name] for name in reads | writes if name in last_writer}
+        for name in writes:
+            before.update(readers.pop(name, ()))
+        before.discard(j)
+        for i in before:
+            successors[i].add(j)
+        waiting[j] = len(before)
+        for name in reads - writes:
+            readers[name].append(j)
+        for name in writes:
+            last_writer[name] = j
+    ready = [(keys[j], j) for j in range(len(run)) if not waiting[j]]
+    heapq.heapify(ready)
+    placed: list[ast.stmt] = []
+    while ready:
+        _, i = heapq.heappop(ready)
+        placed.append(run[i])
+        for j in successors[i]:
+            waiting[j] -= 1
+            if not waiting[j]:
+                heapq.heappush(ready, (keys[j], j))
+    return placed
 
 
 def _masked_dump(stmt: ast.stmt, local: set[str]) -> str:
     dump = ast.dump(stmt, annotate_fields=False)
-    for name in sorted(local, key=len, reverse=True):
-        dump = dump.replace(f"Name('{name}',", "Name('_',")
-    return dump
+    return _NAME_IN_DUMP.sub(lambda m: "Name('_'," if m.group(1) in local else m.group(0), dump)
 
 
 def _depends(a: tuple[set[str], set[str]], b: tuple[set[str], set[str]]) -> bool:

@@ -182,7 +182,7 @@ class RepoWorkspace:
     def check(self, parent: Node, change: Change) -> str:
         problems = validate_diff(
             change.diff, protected=self._config.protected, editable=self._config.editable,
-            max_lines=self._config.limits.max_diff_lines,
+            limits=self._config.limits,
         )
         if problems:
             return "; ".join(problems)

@@ -33,7 +33,8 @@ Rules for every proposal:
   root, with correct @@ hunk headers and at least 3 lines of context) that applies to the files
   shown below as they are;
 - only these files may change: {editable}; never: {protected};
-- at most {max_lines} changed lines; no binary files, no symlinks, no paths outside the project;
+- at most {max_lines} changed lines and {max_bytes} bytes; no binary files, no symlinks or
+  file modes other than 100644/100755, no paths outside the project;
 - not a repeat of anything already tried or rejected (listed below), even in other words.
 
 Reply with only a JSON object:
@@ -68,6 +69,7 @@ class CodeDrafter:
         system = SYSTEM.format(
             aspects=", ".join(ASPECTS), editable=", ".join(config.editable or ["any project file"]),
             protected=", ".join(config.protected) or "(none)", max_lines=config.limits.max_diff_lines,
+            max_bytes=config.limits.max_diff_bytes,
         )
         parts = [f"Task: {config.task or '(no description given)'}"]
         objective = config.objective
@@ -128,9 +130,7 @@ class CodeDrafter:
             return None, "missing diff (a unified diff as a JSON string)"
         diff = diff if diff.endswith("\n") else diff + "\n"
         config = self._config
-        problems = validate_diff(
-            diff, protected=config.protected, editable=config.editable, max_lines=config.limits.max_diff_lines
-        )
+        problems = validate_diff(diff, protected=config.protected, editable=config.editable, limits=config.limits)
         if problems:
             return None, "; ".join(problems)
         files = item.get("files")

@@ -25,7 +25,7 @@ _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*)\n```\s*$", re.DOTALL)
 @dataclass
 class BatchResult:
     changes: list[Change] = field(default_factory=list)
-    invalid: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (item, reason) after repairs
+    invalid: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (item, why it was rejected)
     notes: list[str] = field(default_factory=list)
     capped: bool = False  # the spend cap stopped the batch
 
@@ -67,6 +67,7 @@ def draft_batch(
     result = BatchResult()
     conversation = list(messages)
     outstanding: list[tuple[dict[str, Any], str]] = []  # failed items not yet repaired
+    repairs = 0  # repair rounds answered
     for round_ in range(max_repairs + 1):
         try:
             reply = client.complete(conversation, purpose=purpose if round_ == 0 else f"{purpose} repair {round_}")
@@ -81,6 +82,7 @@ def draft_batch(
                 raise
             result.notes.append(f"repair round {round_} failed: {exc}")
             break
+        repairs = round_
         items, problem = parse_proposals(reply.text)
         conversation.append({"role": "assistant", "content": reply.text})
         if problem:
@@ -109,8 +111,15 @@ def draft_batch(
             + '\nSend corrected versions of only these, in the same JSON format {"proposals": [...]}. '
             "Keep each to one change of one aspect."
         )})
-    if len(result.changes) < k:
-        result.invalid.extend(outstanding)
+    # Every item left invalid is a rejected proposal the ledger must show, also when the batch
+    # filled up with valid ones and so never sent it back for repair.
+    if repairs:
+        why = f"still invalid after {repairs} repair round(s)"
+    elif len(result.changes) >= k:
+        why = f"not sent for repair, the batch held its {k} valid proposal(s) without it"
+    else:
+        why = "not repaired"
+    result.invalid.extend((item, f"{why}: {reason}") for item, reason in outstanding)
     return result
 
 

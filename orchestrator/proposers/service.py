@@ -161,7 +161,7 @@ class DraftService:
             change = _raw_change(drafter, item)
             self._events[name].append(("invalid_proposal", {
                 "parent_id": parent, "change": change.to_dict(),
-                "reason": f"still invalid after the repair attempts: {reason}",
+                "reason": reason,
             }))
         if result.capped:
             self._stop_all("LLM spend cap reached; LLM proposers stop proposing")

@@ -71,7 +71,7 @@ HUGE = "".join(f"+LINE_{i} = {i}\n" for i in range(40))
         (_item("diff --git a/link.py b/link.py\nnew file mode 120000\n--- /dev/null\n+++ b/link.py\n"
                "@@ -0,0 +1 @@\n+/etc/passwd\n\\ No newline at end of file\n"), "symbolic link"),
         (_item("diff --git a/big.py b/big.py\nnew file mode 100644\n--- /dev/null\n+++ b/big.py\n"
-               f"@@ -0,0 +1,40 @@\n{HUGE}"), "more than the limit of 20"),
+               f"@@ -0,0 +1,40 @@\n{HUGE}"), "more than limits.max_diff_lines=20"),
         (_item(bonus_diff("0.2"), files=["train.py"]), "but the diff touches ['model.py']"),
     ],
 )

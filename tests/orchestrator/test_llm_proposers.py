@@ -267,3 +267,46 @@ def test_hybrid_escalates_to_code_when_params_stall_and_falls_back(
     tree = report.load_tree(config)
     assert tree.proposer_modes["hybrid"] == switches[-1]["mode"]
     assert "switched from params to code" in report.notebook(config, tree)
+
+
+def test_every_rejected_item_of_a_full_batch_is_in_the_ledger(
+    tmp_path: Path, llm_server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With k=1 the first valid item fills the batch; the others are never sent back for repair,
+    # and must still be journaled as rejected proposals with their reasons.
+    monkeypatch.setenv(KEY_ENV, KEY)
+    oversized = bonus_diff("0.2").replace("+BONUS = 0.2\n", "+BONUS = 0.2  # " + "x" * 300_000 + "\n")
+    llm_server.script(Step(content=reply(
+        code("architecture", "raise the model bonus to 0.2", bonus_diff("0.2")),
+        code("loss", "relax the evaluator", PROTECTED),
+        code("architecture", "a very long comment", oversized),
+    )))
+    llm_server.default = Step(content=reply())
+    config = llm_config(tmp_path, llm_server, [{"type": "llm_code", "k": 1, "max_repairs": 1}])
+    service, drafts = start(config)
+    rejected: dict[str, str] = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        rejected = {e.data["change"]["hypothesis"]: e.data["reason"] for e in service.ledger.load_events()
+                    if e.type == "proposal" and e.data["verdict"] == "rejected"}
+        spec = service.suggest()
+        if len(rejected) >= 2 or spec == FINISHED:
+            break
+        if spec is None:
+            time.sleep(0.05)  # the drafting thread answers in the background
+            continue
+        assert isinstance(spec, dict)
+        service.complete(spec["trial_id"], run_trial(TrialSpec.from_dict(spec), service.bundle_bytes).to_dict())
+    service.close()
+    drafts.close()
+    assert rejected["relax the evaluator"] == (
+        "not sent for repair, the batch held its 1 valid proposal(s) without it: touches protected path "
+        "evaluate.py (protected: evaluate.py); the evaluation code and data are frozen, change the "
+        "training code instead"
+    )
+    assert rejected["a very long comment"].startswith(
+        "not sent for repair, the batch held its 1 valid proposal(s) without it: the diff is 300"
+    )
+    assert "more than limits.max_diff_bytes=200000" in rejected["a very long comment"]
+    chats = [r for r in llm_server.requests if r["path"].endswith("/chat/completions")]
+    assert len(chats) == 1 or "These proposals were rejected" not in json.dumps(chats[1]["body"])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.config import LimitsConfig
 from tests.trials.conftest import unified_diff
 from trials.patch import matches_entry, touched_paths, validate_diff
 
@@ -9,7 +10,7 @@ PROTECTED = ["evaluate.py", "data/", "configs/*.yaml"]
 
 
 def check(diff: str, *, editable: list[str] | None = None, max_lines: int = 50) -> list[str]:
-    return validate_diff(diff, protected=PROTECTED, editable=editable, max_lines=max_lines)
+    return validate_diff(diff, protected=PROTECTED, editable=editable, limits=LimitsConfig(max_diff_lines=max_lines))
 
 
 def test_touched_paths_covers_edits_creations_deletions_and_renames() -> None:
@@ -85,7 +86,7 @@ def test_size_limit_counts_changed_lines() -> None:
     new = "".join(f"LINE {i}\n" for i in range(30))
     problems = check(unified_diff("train.py", old, new), max_lines=50)
     assert problems == [
-        "the diff changes 60 lines, more than the limit of 50; propose a smaller change that alters one aspect"
+        "the diff changes 60 lines, more than limits.max_diff_lines=50; propose a smaller change that alters one aspect"
     ]
 
 
