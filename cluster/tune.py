@@ -1,8 +1,9 @@
 """Ray Tune: the Searcher bridge to the tree actor, the trial trainable, and the Tuner.
 
 Tune fans trials out across the cluster; what to run and what it means stay with the tree
-actor. The bridge works with any actor that has `suggest()` and `complete(trial_id, result,
-error)`.
+actor. The bridge works with any actor that has `suggest()` and `complete(trial_id, token,
+result, error)`. Each trial's dispatch token stays in the bridge, in the driver: the trainable,
+and so the trial's own processes, never see it.
 """
 
 from __future__ import annotations
@@ -33,30 +34,31 @@ class TreeSearcher(Searcher):
         super().__init__(metric=None, mode=None)
         self._actor_name = actor_name
         self._actor = ray.get_actor(actor_name, namespace=NAMESPACE)
-        self._trial_ids: dict[str, str] = {}  # Tune's trial id -> arborist trial id
+        self._dispatched: dict[str, tuple[str, str]] = {}  # Tune's trial id -> arborist's, and its token
         self._next_poll = 0.0
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         now = time.monotonic()
         if now < self._next_poll:
             return None  # back-pressure: the tree had nothing a moment ago
-        spec: Any = ray.get(self._actor.suggest.remote())
-        if spec == FINISHED:
+        dispatch: Any = ray.get(self._actor.suggest.remote())
+        if dispatch == FINISHED:
             return Searcher.FINISHED
-        if spec is None:
+        if dispatch is None:
             self._next_poll = now + POLL_S
             return None
-        self._trial_ids[trial_id] = spec["trial_id"]
+        spec = dispatch["spec"]
+        self._dispatched[trial_id] = (spec["trial_id"], dispatch["token"])
         return {"spec": spec, "actor": self._actor_name}
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        ours = self._trial_ids.pop(trial_id, None)
-        if ours is None:
+        dispatched = self._dispatched.pop(trial_id, None)
+        if dispatched is None:
             return
+        ours, token = dispatched
         payload = (result or {}).get(RESULT_KEY)
-        ray.get(self._actor.complete.remote(ours, json.loads(payload) if payload else None, error))
+        ray.get(self._actor.complete.remote(ours, token, json.loads(payload) if payload else None, error))
         self._next_poll = 0.0  # a finished trial may have opened new work
-
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the tree actor's state lives in the ledger."""

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from orchestrator import integration, policy
 from orchestrator.change import Change
 from orchestrator.config import ASPECTS, CampaignConfig
+from orchestrator.dispatch import Dispatch, new_token, result_problems, shown, token_matches
 from orchestrator.memory import Memory
 from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
 from orchestrator.proposers.queue import QueueFileError
@@ -25,6 +26,7 @@ from trials.spec import FailureStage, TrialResult, TrialState
 FINISHED = "FINISHED"
 MAX_LOST = 3  # a trial lost to infrastructure this often is recorded as failed
 MAX_PROPOSAL_TRIES = 8  # rejected proposals tolerated per expansion before moving on
+MAX_REFUSAL_NOTES = 100  # refused results journaled per session: a forger must not fill the journal
 
 
 class Workspace(Protocol):
@@ -64,7 +66,9 @@ class SearchEngine:
         self._clock = clock
         self._on_finish = on_finish
         self._verdicts = verdicts  # a person's approve/reject of suspect nodes, read at each step
-        self._in_flight: set[str] = set()
+        self._in_flight: dict[str, str] = {}  # trial id -> the token its result must come back with
+        self._reported: dict[str, str] = {}  # trial id -> the token of the report taken for it
+        self._refusals = 0
         self._last_proposer_error: dict[str, str] = {}
         # The tree's history in words costs a pass over every node: only LLM proposers read it.
         self._wants_records = any(getattr(p, "wants_records", False) for p in proposers)
@@ -542,8 +546,8 @@ class SearchEngine:
             self._on_finish()
 
     # ----- trials in and out -------------------------------------------------------------
-    def next_trial(self) -> TrialRecord | str | None:
-        """The next trial to run (marked started), None to wait, or FINISHED."""
+    def next_trial(self) -> Dispatch | str | None:
+        """The next trial to run (marked started, with a fresh token), None to wait, or FINISHED."""
         self._advance()
         if self.tree.phase is Phase.DONE:
             return FINISHED if not self._in_flight else None
@@ -553,17 +557,30 @@ class SearchEngine:
             if self.tree.phase is Phase.SEARCH and self._search_budget_left() <= 0:
                 return None
             self.tree.record("trial_started", trial_id=record.trial_id, node_id=record.node_id, seed=record.seed)
-            self._in_flight.add(record.trial_id)
-            return record
+            # Not journaled: a trial in flight at a stop is dispatched again, with a new token.
+            token = self._in_flight[record.trial_id] = new_token()
+            return Dispatch(record, token)
         return None
 
-    def record_result(self, trial_id: str, result: dict[str, Any] | None, error: bool = False) -> None:
-        """Record a trial's result; a trial with no result was lost and runs again."""
-        self._in_flight.discard(trial_id)
-        record = self.tree.trials.get(trial_id)
-        if record is None or record.state.is_finished():
-            return
+    def record_result(self, trial_id: str, token: str, result: dict[str, Any] | None, error: bool = False) -> bool:
+        """Record a trial's result; a trial with no result was lost and runs again.
+
+        Only a trial dispatched in this session, reported with its token, is recorded (True);
+        anything else changes nothing and is journaled as a note (False).
+        """
+        refusal = self._refusal(trial_id, token)
+        if refusal is not None:
+            if refusal:
+                self._refuse(trial_id, refusal)
+            return False
+        del self._in_flight[trial_id]
+        self._reported[trial_id] = token
+        record = self.tree.trials[trial_id]
         if result is not None:
+            required = [self.config.objective, *self.config.guards]
+            problems = result_problems(result, record, required)
+            if problems:
+                result = self._insane(record, result, problems)
             self.tree.record("trial_finished", result=result)
         elif record.attempts >= MAX_LOST:
             failed = TrialResult(
@@ -575,6 +592,41 @@ class SearchEngine:
         else:
             self.tree.record("trial_lost", trial_id=trial_id, reason="worker lost" if error else "no result")
         self._advance()
+        return True
+
+    def _refusal(self, trial_id: object, token: object) -> str | None:
+        """Why a report cannot be taken; "" for a retry of a report already taken; None to take it."""
+        if not isinstance(trial_id, str) or trial_id not in self.tree.trials:
+            return "no such trial in this campaign"
+        expected = self._in_flight.get(trial_id)
+        if expected is not None:
+            return None if token_matches(expected, token) else "the token does not match its dispatch"
+        if trial_id in self._reported and token_matches(self._reported[trial_id], token):
+            return ""  # Ray retried a call that had got through: the report is in already
+        if self.tree.trials[trial_id].state.is_finished():
+            return "it has finished already"
+        return "it is not running in this session (never dispatched, or dispatched before a restart)"
+
+    def _refuse(self, trial_id: object, why: str) -> None:
+        self._refusals += 1
+        if self._refusals > MAX_REFUSAL_NOTES:
+            return
+        message = f"refused a result for trial {shown(trial_id)}: {why}; nothing was recorded for it"
+        if self._refusals == MAX_REFUSAL_NOTES:
+            message += f" ({MAX_REFUSAL_NOTES} refusals in this session: further ones are not journaled)"
+        self.tree.record("note", message=message)
+
+    def _insane(self, record: TrialRecord, result: object, problems: list[str]) -> dict[str, Any]:
+        """What is recorded in place of a result unfit for the ledger: a failure naming its faults."""
+        log_tail = result.get("log_tail") if isinstance(result, dict) else None
+        return TrialResult(
+            trial_id=record.trial_id, node_id=record.node_id, seed=record.seed, state=TrialState.FAIL,
+            failure_stage=FailureStage.METRICS, finished_at=self._clock(),
+            log_tail=log_tail if isinstance(log_tail, str) else "",
+            message=(f"the reported result was malformed, so it was not recorded: {'; '.join(problems)}. "
+                     "arborist's trial runner never reports such a result: look for another process "
+                     "holding the trial's dispatch token, or report a runner bug"),
+        ).to_dict()
 
     def release_in_flight(self) -> None:
         """The campaign stops: trials handed out and not reported will run again on resume."""

@@ -1,7 +1,7 @@
 """The search service: the single authority over the tree, run inside the tree actor.
 
-It hands out trials (`suggest`) as TrialSpecs and takes their results (`complete`); the
-engine decides, the campaign repository holds the nodes, and every event is journaled to the
+It hands out trials (`suggest`) as TrialSpecs, each with a token that its result must come back
+with (`complete`); the engine decides, the campaign repository holds the nodes, and every event is journaled to the
 ledger. It imports no Ray: the cluster layer wraps it in an actor and bridges it to Ray Tune.
 """
 
@@ -105,21 +105,25 @@ class SearchService:
 
     # ----- the Searcher protocol ---------------------------------------------------------
     def suggest(self) -> dict[str, Any] | str | None:
-        """The next trial to run (a TrialSpec dict), None to wait, or FINISHED."""
+        """The next trial to run ({"spec": a TrialSpec dict, "token": its dispatch token}), None
+        to wait, or FINISHED. The token is for the caller alone: the trial must not see it."""
         if self._embedder is not None:
             self._embedder.sync_spent(self.tree.llm_usd)
-        record = self.engine.next_trial()
+        dispatch = self.engine.next_trial()
         self._journal_embeddings()
-        if record is None or isinstance(record, str):
-            return record
-        return self._spec(record.node_id, record.seed).to_dict()
+        if dispatch is None or isinstance(dispatch, str):
+            return dispatch
+        record = dispatch.record
+        return {"spec": self._spec(record.node_id, record.seed).to_dict(), "token": dispatch.token}
 
-    def complete(self, trial_id: str, result: dict[str, Any] | None, error: bool = False) -> None:
-        """Record a trial's result; a trial with no result was lost and runs again."""
-        self.engine.record_result(trial_id, result, error)
+    def complete(self, trial_id: str, token: str, result: dict[str, Any] | None, error: bool = False) -> bool:
+        """Record a trial's result, given with its dispatch token; a trial with no result was lost
+        and runs again. False when refused: a wrong token, or a trial not running in this session."""
+        taken = self.engine.record_result(trial_id, token, result, error)
         self._journal_embeddings()
         if self.ledger.due():
             self._flush()
+        return taken
 
     def bundle_bytes(self, bundle_id: str) -> bytes:
         if bundle_id != self.tree.meta.get("bundle_id"):

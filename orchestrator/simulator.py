@@ -22,6 +22,7 @@ import numpy as np
 
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
+from orchestrator.dispatch import Dispatch
 from orchestrator.engine import FINISHED, SearchEngine
 from orchestrator.proposers.base import Outcome, ProposalContext, ProposerEvent
 from orchestrator.tree import Event, Node, NodeStatus, SearchTree, TrialRecord
@@ -210,28 +211,29 @@ def simulate(
     engine = SearchEngine(config, tree, [_SyntheticProposer(truth)], _SyntheticWorkspace(truth), clock=lambda: clock[0])
     engine.start({}, "n0")
     tree.record("session_started", ts=0.0, resumed=False)
-    running: list[tuple[float, int, str, dict[str, Any]]] = []
+    running: list[tuple[float, int, str, str, dict[str, Any]]] = []
     trials = 0
     gpu_hours = 0.0
     order = 0
     while True:
         while len(running) < config.ray.max_concurrent:
-            record = engine.next_trial()
-            if not isinstance(record, TrialRecord):
+            dispatch = engine.next_trial()
+            if not isinstance(dispatch, Dispatch):
                 break
+            record = dispatch.record
             result = _result(record, truth, tree)
             duration = truth.durations[record.node_id]
             gpu_hours += duration
             trials += 1
             order += 1
-            heapq.heappush(running, (clock[0] + duration, order, record.trial_id, result))
+            heapq.heappush(running, (clock[0] + duration, order, record.trial_id, dispatch.token, result))
         if not running:
             if engine.next_trial() == FINISHED:
                 break
             raise RuntimeError("the engine waits with nothing running")  # a policy deadlock
-        done_at, _, trial_id, result = heapq.heappop(running)
+        done_at, _, trial_id, token, result = heapq.heappop(running)
         clock[0] = done_at
-        engine.record_result(trial_id, result)
+        engine.record_result(trial_id, token, result)
     return tree, _score(tree, truth, trials, gpu_hours)
 
 

@@ -31,16 +31,16 @@ def drive(service: SearchService, limit: int = 400, wait_s: float = BACKSTOP_S) 
     """Run trials one at a time until the campaign finishes, waiting while the LLM drafts."""
     ran, idle_since = 0, time.monotonic()
     while ran < limit:
-        spec = service.suggest()
-        if spec == FINISHED:
+        dispatch = service.suggest()
+        if dispatch == FINISHED:
             return ran
-        if spec is None:
+        if dispatch is None:
             assert time.monotonic() - idle_since < wait_s, f"no trial to run for {wait_s:.0f} s: the drafts never came"
             time.sleep(0.05)
             continue
-        assert isinstance(spec, dict)
-        result = run_trial(TrialSpec.from_dict(spec), service.bundle_bytes)
-        service.complete(spec["trial_id"], result.to_dict())
+        assert isinstance(dispatch, dict)
+        result = run_trial(TrialSpec.from_dict(dispatch["spec"]), service.bundle_bytes)
+        assert service.complete(dispatch["spec"]["trial_id"], dispatch["token"], result.to_dict())
         ran, idle_since = ran + 1, time.monotonic()
     raise AssertionError("the campaign did not finish")
 

@@ -22,12 +22,12 @@ def drive(service: SearchService, limit: int = 500, stop_after: int | None = Non
     """Run the service's trials in order until it finishes; returns trials run."""
     ran = 0
     while ran < limit:
-        spec = service.suggest()
-        if spec == FINISHED:
+        dispatch = service.suggest()
+        if dispatch == FINISHED:
             return ran
-        assert isinstance(spec, dict), "the service asked to wait with nothing running"
-        result = run_trial(TrialSpec.from_dict(spec), service.bundle_bytes)
-        service.complete(spec["trial_id"], result.to_dict())
+        assert isinstance(dispatch, dict), "the service asked to wait with nothing running"
+        result = run_trial(TrialSpec.from_dict(dispatch["spec"]), service.bundle_bytes)
+        assert service.complete(dispatch["spec"]["trial_id"], dispatch["token"], result.to_dict())
         ran += 1
         if stop_after is not None and ran >= stop_after:
             return ran
@@ -146,9 +146,9 @@ def test_stopping_midway_and_resuming_repeats_no_trial(tmp_path: Path) -> None:
     started = [e for e in resumed.ledger.load_events() if e.type == "trial_finished"]
     finished_ids = [e.data["result"]["trial_id"] for e in started]
     assert len(finished_ids) == len(set(finished_ids)), "a completed trial ran twice"
-    for spec in lost:
-        assert isinstance(spec, dict)
-        assert tree.trials[spec["trial_id"]].state.is_finished(), "a cut-off trial was not run again"
+    for dispatch in lost:
+        assert isinstance(dispatch, dict)
+        assert tree.trials[dispatch["spec"]["trial_id"]].state.is_finished(), "a cut-off trial was not run again"
     assert len(tree.sessions) == 2
     # The resume marks the cut-off trials lost in its own session: the first one ends where the
     # crash left it, so the time in between is charged to neither.

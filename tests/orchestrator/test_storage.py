@@ -84,15 +84,15 @@ def test_a_30_second_outage_mid_campaign_loses_nothing(tmp_path: Path, monkeypat
             if down_since and not outage_done and time.monotonic() - down_since >= 30:
                 server.start()
                 outage_done = True
-            spec = service.suggest()
-            if spec == FINISHED:
+            dispatch = service.suggest()
+            if dispatch == FINISHED:
                 break
-            if spec is None:
+            if dispatch is None:
                 time.sleep(0.1)
                 continue
-            assert isinstance(spec, dict)
-            result = run_trial(TrialSpec.from_dict(spec), service.bundle_bytes)
-            service.complete(spec["trial_id"], result.to_dict())
+            assert isinstance(dispatch, dict)
+            result = run_trial(TrialSpec.from_dict(dispatch["spec"]), service.bundle_bytes)
+            assert service.complete(dispatch["spec"]["trial_id"], dispatch["token"], result.to_dict())
             ran += 1
             if down_since and not outage_done:
                 during += 1
