@@ -134,25 +134,29 @@ def _run_until_suspect(service: SearchService) -> None:
     for _ in range(200):
         if service.tree.suspect_nodes():
             return
-        spec = service.suggest()
-        assert spec != FINISHED, "the campaign finished without a suspect node"
-        assert isinstance(spec, dict)
-        service.complete(spec["trial_id"], run_trial(TrialSpec.from_dict(spec), service.bundle_bytes).to_dict())
+        dispatch = service.suggest()
+        assert dispatch != FINISHED, "the campaign finished without a suspect node"
+        _run_one(service, dispatch)
     raise AssertionError("no node turned suspect")
+
+
+def _run_one(service: SearchService, dispatch: object) -> None:
+    assert isinstance(dispatch, dict), "the service asked to wait with nothing running"
+    spec = TrialSpec.from_dict(dispatch["spec"])
+    assert service.complete(spec.trial_id, dispatch["token"], run_trial(spec, service.bundle_bytes).to_dict())
 
 
 def _drive(service: SearchService) -> None:
     for _ in range(300):
-        spec = service.suggest()
-        if spec == FINISHED:
+        dispatch = service.suggest()
+        if dispatch == FINISHED:
             return
-        assert isinstance(spec, dict)
-        service.complete(spec["trial_id"], run_trial(TrialSpec.from_dict(spec), service.bundle_bytes).to_dict())
+        _run_one(service, dispatch)
     raise AssertionError("the campaign did not finish")
 
 
 def _arborist(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ARBORIST, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*ARBORIST, *args], capture_output=True, text=True, timeout=600)
 
 
 def _node_of(tree: SearchTree, source_id: str) -> str:
