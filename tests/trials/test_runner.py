@@ -149,11 +149,14 @@ def test_secrets_of_the_worker_do_not_reach_the_trial(campaign: Campaign, monkey
     result = run(campaign, spec)
     assert result.state is TrialState.COMPLETE, result.message
     folder = trial_dir(spec)
-    for step in ("train", "evaluate"):
-        env = json.loads((folder / "output" / f"{step}_env.json").read_text())
-        assert "AWS_SECRET_ACCESS_KEY" not in env and "OPENAI_API_KEY" not in env
+    for step, dump, home, tmp in (
+        ("train", folder / "output" / "train_env.json", folder / "home", folder / "tmp"),
+        ("evaluate", folder / "metrics" / "evaluate_env.json", folder / "evaluate-home", folder / "evaluate-home"),
+    ):
+        env = json.loads(dump.read_text())
+        assert "AWS_SECRET_ACCESS_KEY" not in env and "OPENAI_API_KEY" not in env, step
         assert env["HF_TOKEN"] == "passed-on-purpose"
-        assert env["HOME"] == str(folder / "home") and env["TMPDIR"] == str(folder / "tmp")
+        assert env["HOME"] == str(home) and env["TMPDIR"] == str(tmp)
         assert env["ARBORIST_TRIAL_ID"] == "t1" and env["ARBORIST_SEED"] == "1"
     train_env = json.loads((folder / "output" / "train_env.json").read_text())
     assert "ARBORIST_METRICS_FILE" not in train_env  # the train step has no say in the metrics
