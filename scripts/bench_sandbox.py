@@ -81,12 +81,12 @@ def main() -> int:
         times: dict[str, list[float]] = {"none": [], "bwrap": []}
         for i in range(args.trials + 1):  # the first round warms the cached repository
             for mode in times:
-                trial = replace(spec, trial_id=f"{mode}-{i}", sandbox=SandboxSpec(mode=mode))
+                one = replace(spec, trial_id=f"{mode}-{i}", sandbox=SandboxSpec(mode=mode))
                 started = time.perf_counter()
-                result = run_trial(trial, lambda _id: data)
+                result = run_trial(one, lambda _id: data)
                 elapsed = time.perf_counter() - started
                 if result.state is not TrialState.COMPLETE or result.sandbox != mode:
-                    print(f"trial {trial.trial_id} did not complete: {result.message}", file=sys.stderr)
+                    print(f"trial {one.trial_id} did not complete: {result.message}", file=sys.stderr)
                     return 1
                 if i:
                     times[mode].append(elapsed)
