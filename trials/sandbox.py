@@ -27,7 +27,8 @@ MODES = ("auto", "bwrap", "none")
 BWRAP = "bwrap"
 NONE = "none"
 
-_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+# /sys read-only: CPU topology for thread pools, PCI data for NVML; it holds no secrets of the worker.
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys")
 _PROBE_TIMEOUT_S = 20.0
 _log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ def python_dirs() -> list[str]:
     user_site = site.getusersitepackages()
     if os.path.isdir(user_site):
         dirs.add(user_site)
-    return sorted(d for d in dirs if d and not _under_system(d))
+    kept = sorted(d for d in dirs if d and not _under_system(d))
+    return [d for d in kept if not any(d.startswith(parent + "/") for parent in kept)]  # one bind covers its subfolders
 
 
 def _under_system(path: str) -> bool:

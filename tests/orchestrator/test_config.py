@@ -189,5 +189,5 @@ def test_a_bad_sandbox_section_is_refused(tmp_path: Path, sandbox: dict[str, obj
 
 
 def test_limits_must_be_positive(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="limits.max_log_mb"):
+    with pytest.raises(ConfigError, match=r"limits\.max_log_mb"):
         load_config(write_config(tmp_path, limits={"max_log_mb": 0}))
