@@ -285,11 +285,28 @@ class DataConfig(_Model):
 
 
 class LimitsConfig(_Model):
-    """How large a code change may be; checked before anything else reads the diff."""
+    """How large a code change may be (checked before anything else reads the diff), and what a
+    trial's steps may use."""
 
     max_diff_bytes: int = Field(default=200_000, ge=1, description="a diff's size in bytes (UTF-8)")
     max_diff_lines: int = Field(default=400, ge=1, description="changed (+/-) lines of a diff")
     max_diff_line_chars: int = Field(default=5000, ge=1, description="characters in a diff's longest line")
+    memory_mb: int | None = Field(
+        default=None, ge=64, description="address space per process of a step (RLIMIT_AS); breaks CUDA"
+    )
+    max_cpu_s: float | None = Field(default=None, gt=0, description="CPU seconds per process of a step (RLIMIT_CPU)")
+    max_log_mb: float = Field(default=64.0, gt=0, description="output of one step kept in its log (head and tail)")
+    max_output_mb: float = Field(default=10240.0, gt=0, description="size of a trial's output dir")
+
+
+class SandboxConfig(_Model):
+    mode: Literal["auto", "bwrap", "none"] = Field(
+        default="auto", description="auto: bubblewrap when it works on the worker, else unsandboxed with a warning"
+    )
+    network: bool = Field(default=True, description="false: the steps run without any network")
+    read_only: list[Path] = Field(
+        default_factory=list, description="folders or files outside the project that every step may read"
+    )
 
 
 class S3Config(_Model):
@@ -324,6 +341,7 @@ class CampaignConfig(_Model):
     integration: IntegrationConfig = Field(default_factory=IntegrationConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     task: str = Field(default="", description="what the project does and what to improve, shown to LLM proposers")
     llm: LLMConfig | None = None
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
@@ -474,15 +492,28 @@ def _resolve(config: CampaignConfig, base: Path, path: Path, root: yaml.Node | N
         Path.cwd() / "runs" / config.name
     ).resolve()
     scratch = config.ray.scratch_dir
+    scratch_dir = (base / scratch).resolve() if scratch else campaign_dir / "scratch"
+    read_only = []
+    for i, entry in enumerate(config.sandbox.read_only):
+        resolved = (base / entry).resolve()
+        if not resolved.exists():
+            raise fail(f"sandbox.read_only.{i}", f"{resolved} does not exist")
+        for private, what in ((campaign_dir, "campaign folder"), (scratch_dir, "scratch folder")):
+            if resolved == private or resolved in private.parents or private in resolved.parents:
+                raise fail(
+                    f"sandbox.read_only.{i}",
+                    f"{resolved} overlaps the {what} {private}, which trials must not see; list the data "
+                    "folder itself, kept outside the campaign",
+                )
+        read_only.append(resolved)
     return config.model_copy(
         update={
             "project": project,
             "campaign_dir": campaign_dir,
             "data": config.data.model_copy(update={"heldout": heldout}),
             "search": config.search.model_copy(update={"proposers": proposers}),
-            "ray": config.ray.model_copy(
-                update={"scratch_dir": (base / scratch).resolve() if scratch else campaign_dir / "scratch"}
-            ),
+            "ray": config.ray.model_copy(update={"scratch_dir": scratch_dir}),
+            "sandbox": config.sandbox.model_copy(update={"read_only": read_only}),
         }
     )
 

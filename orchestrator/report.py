@@ -83,12 +83,14 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
         for p in tree.proposals if p.verdict == "rejected"
     ]
     self_reported = any(r.result is not None and r.result.self_reported for r in tree.trials.values())
+    unsandboxed = sum(1 for r in tree.trials.values() if r.result is not None and r.result.sandbox == "none")
     return {
         "campaign": config.name,
         "phase": tree.phase.value,
         "finished_reason": tree.finished_reason,
         "objective": {"name": config.objective, "direction": config.metrics[config.objective].direction},
         "metrics_self_reported": self_reported,
+        "unsandboxed_trials": unsandboxed,
         "baseline": {"node_id": ROOT_ID, "metrics": node_metrics(tree, config, ROOT_ID)} if tree.nodes else None,
         "incumbent": None if incumbent is None else {
             "node_id": incumbent.node_id,
@@ -241,6 +243,14 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
         "",
     ]
     lines += _suspects_section(data)
+    if data["unsandboxed_trials"]:
+        lines[1:1] = [
+            "",
+            f"> **WARNING: {data['unsandboxed_trials']} trials ran UNSANDBOXED** (no bubblewrap on their "
+            "worker, or sandbox.mode: none): their changes could read the campaign folder and the worker's "
+            "secrets and tamper with what the evaluator saw. Install bubblewrap on the workers "
+            "(docs/security.md).",
+        ]
     lines += _incumbent_section(data)
     lines += ["## Decisions", "", "Each child is compared with its parent on the same seeds by a sequential test "
               "with the campaign's pooled noise (docs/statistics.md). Gain is positive when better.", "",

@@ -29,7 +29,9 @@ from trials.protect import change_problems
 from trials.spec import (
     CodeChange,
     EntrypointSpec,
+    LimitsSpec,
     MetricSpec,
+    SandboxSpec,
     TrialSpec,
 )
 from trials.worktree import CampaignRepo
@@ -170,6 +172,14 @@ class SearchService:
             scratch_dir=str(config.ray.scratch_dir),
             data_files=[*config.data.files, *heldout.values()],
             packages=list(config.packages),
+            sandbox=SandboxSpec(
+                mode=config.sandbox.mode, network=config.sandbox.network,
+                read_only=[str(path) for path in config.sandbox.read_only],
+            ),
+            limits=LimitsSpec(
+                memory_mb=config.limits.memory_mb, max_cpu_s=config.limits.max_cpu_s,
+                max_log_mb=config.limits.max_log_mb, max_output_mb=config.limits.max_output_mb,
+            ),
         )
 
     def node_rows(self) -> list[dict[str, Any]]:

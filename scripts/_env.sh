@@ -37,3 +37,16 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
+# The trial sandbox (trials/sandbox.py) is bubblewrap; its tests need the real one. Installed
+# only for development, only where we may (root with apt-get); otherwise those tests say why
+# they skip.
+if [ "$extras" = "dev" ] && ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing bubblewrap (the trial sandbox) with apt-get" >&2
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap > .venv/bwrap-install.log 2>&1; then
+      echo "could not install bubblewrap (log: .venv/bwrap-install.log); sandbox tests will be skipped" >&2
+    fi
+  else
+    echo "bubblewrap (bwrap) is missing; install it (apt-get install bubblewrap) or sandbox tests will be skipped" >&2
+  fi
+fi

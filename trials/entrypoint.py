@@ -111,7 +111,11 @@ def build_env(
 
     HOME and TMPDIR point into the trial folder, so code that looks for ~/.aws or ~/.netrc
     finds nothing and temporary files die with the trial. This is hygiene, not a sandbox:
-    the command still runs as the worker's user.
+    the command still runs as the worker's user (trials.sandbox is what contains it).
+
+    The evaluate step gets a HOME of its own and Python in isolated-path mode: only the
+    evaluator's room (the clean protected files, its cwd) is on its import path, whatever
+    PYTHONPATH the entrypoint sets and whatever modules the worktree holds.
     """
     parent = os.environ if parent is None else parent
     env = {name: parent[name] for name in SAFE_ENV_VARS if name in parent}
@@ -119,12 +123,13 @@ def build_env(
     # not whichever one happens to come first on the worker's PATH.
     interpreter_dir = os.path.dirname(sys.executable)
     env["PATH"] = os.pathsep.join([interpreter_dir, *(p for p in env.get("PATH", "").split(os.pathsep) if p)])
+    home, tmp = (paths.evaluate_home, paths.evaluate_home) if step == "evaluate" else (paths.home, paths.tmp)
     env.update(
         {
-            "HOME": str(paths.home),
-            "TMPDIR": str(paths.tmp),
-            "TMP": str(paths.tmp),
-            "TEMP": str(paths.tmp),
+            "HOME": str(home),
+            "TMPDIR": str(tmp),
+            "TMP": str(tmp),
+            "TEMP": str(tmp),
             "PYTHONUNBUFFERED": "1",  # reports must arrive while training, not at exit
             # Bytecode goes to a per-step cache in the trial folder, and Python then reads no
             # __pycache__ from the worktree: importing the evaluator leaves protected folders
@@ -140,6 +145,8 @@ def build_env(
     env.update(spec.entrypoint.env)
     if step == "evaluate":
         env.update(spec.entrypoint.evaluate_env)
+        env.pop("PYTHONUSERBASE", None)
+        env.update({"PYTHONSAFEPATH": "1", "PYTHONNOUSERSITE": "1", "PYTHONPATH": str(paths.room)})
     env.update(
         {
             "ARBORIST_PARAMS": str(paths.params_file),

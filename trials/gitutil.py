@@ -1,4 +1,9 @@
-"""Running the real git binary with an environment that cannot be hijacked by the caller's."""
+"""Running the real git binary with an environment that cannot be hijacked by the caller's.
+
+No hook ever runs (core.hooksPath=/dev/null): a hook planted in a cached or campaign repository
+would otherwise run on the next checkout with arborist's rights. And git gets only what it
+needs from the environment, so nothing git starts (a filter, a pager, an editor) sees a key.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,14 @@ _LOCATION_VARS = (
 
 # Arborist's own commits must not be signed or hooked by the user's global settings.
 NO_SIGN = ("-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false")
+NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}")
+
+# All of the caller's environment that git is given; credentials are not in it.
+_PASSED_VARS = ("PATH", "LANG", "TZ", "TMPDIR")
+# Where git looks for the user's excludes when it reads the user's own project.
+_USER_CONFIG_VARS = ("HOME", "XDG_CONFIG_HOME")
+# A HOME that holds nothing: no ~/.gitconfig, ~/.git-credentials or ~/.ssh reached from our repos.
+NEUTRAL_HOME = "/nonexistent-arborist-home"
 
 
 def git_env(*, isolated: bool, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -32,11 +45,13 @@ def git_env(*, isolated: bool, extra: Mapping[str, str] | None = None) -> dict[s
     owns must behave the same on every machine (no autocrlf, hooks templates, signing).
     isolated=False is for reading the user's own project, where their excludes matter.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env = {k: os.environ[k] for k in _PASSED_VARS if k in os.environ}
     if not isolated:
+        env.update({k: os.environ[k] for k in _USER_CONFIG_VARS if k in os.environ})
         passed = {k: v for k, v in os.environ.items() if k not in _LOCATION_VARS}
         env.update({k: v for k, v in passed.items() if k.startswith("GIT_")})
     else:
+        env["HOME"] = NEUTRAL_HOME
         env["GIT_CONFIG_GLOBAL"] = os.devnull
         env["GIT_CONFIG_NOSYSTEM"] = "1"
     env["GIT_TERMINAL_PROMPT"] = "0"
@@ -59,7 +74,7 @@ def run_git(
     """Run `git args...` in cwd; raise GitError with git's stderr when check and it fails."""
     try:
         proc = subprocess.run(
-            ["git", *args],
+            ["git", *NO_HOOKS, *args],
             cwd=cwd,
             input=stdin if stdin is not None else b"",
             capture_output=True,

@@ -49,8 +49,22 @@ class TrialPaths:
         return self.root / "params.json"
 
     @property
+    def room(self) -> Path:
+        return self.root / "room"  # the evaluate step's cwd: a clean checkout of the protected paths
+
+    @property
+    def evaluate_home(self) -> Path:
+        return self.root / "evaluate-home"  # HOME and TMPDIR of the evaluate step
+
+    @property
+    def metrics_dir(self) -> Path:
+        # Made after the train step ended (by then nothing of it runs any more); under the
+        # sandbox, only the evaluate step can write here.
+        return self.root / "metrics"
+
+    @property
     def metrics_file(self) -> Path:
-        return self.root / "metrics.json"
+        return self.metrics_dir / "metrics.json"
 
     def log(self, step: str) -> Path:
         return self.root / f"{step}.log"

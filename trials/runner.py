@@ -7,9 +7,12 @@ such failure becomes a TrialResult whose state, stage and message say what went 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import os
 import signal
 import socket
+import tarfile
 import threading
 import time
 import traceback
@@ -27,13 +30,14 @@ from trials.entrypoint import (
     render_command,
     run_command,
 )
-from trials.errors import ChainApplyError, CommandError, TemplateError, TrialPruned, TrialSetupError
+from trials.errors import ChainApplyError, CommandError, GitError, TemplateError, TrialPruned, TrialSetupError
 from trials.fingerprint import take_fingerprint
 from trials.fsutil import rmtree_force
+from trials.gitutil import run_git
 from trials.hashing import hash_path
 from trials.layout import TrialPaths
-from trials.process import CommandOutcome
-from trials.protect import file_digest, is_definition, split_entry
+from trials.process import CommandOutcome, check_program
+from trials.sandbox import BWRAP, Room, SandboxUnavailable, containment, existing, wrap
 from trials.spec import FailureStage, Fingerprint, TrialResult, TrialSpec, TrialState
 from trials.worktree import Worktree, ensure_cached_repo, materialize
 
@@ -84,6 +88,7 @@ def run_trial(
         finished_at=time.time(),
         log_tail=ending.log_tail,
         worker=socket.gethostname(),
+        sandbox=trial.containment,
     )
 
 
@@ -118,9 +123,14 @@ class _Trial:
         self.worktree: Worktree | None = None
         self.fingerprint: Fingerprint | None = None
         self.reports: list[dict[str, Any]] = []
+        self.containment = ""
 
     def run(self) -> _Ending:
         spec = self.spec
+        try:
+            self.containment = containment(spec.sandbox.mode)
+        except SandboxUnavailable as exc:
+            raise _End(TrialState.FAIL, FailureStage.SETUP, str(exc)) from exc
         paths = self._prepare()
         try:
             self.worktree = self._materialize(paths)
@@ -129,6 +139,8 @@ class _Trial:
         self._guard(paths, after_train=False)
         if spec.entrypoint.setup:
             self._setup(paths, spec.entrypoint.setup)
+        if spec.entrypoint.evaluate is None:
+            paths.metrics_dir.mkdir()  # self-reported: the train step writes the metrics
         train = self._train(paths)
         self._guard(paths, after_train=True)
         if spec.entrypoint.evaluate is None:
@@ -249,10 +261,12 @@ class _Trial:
     def _evaluate(self, paths: TrialPaths, template: str) -> CommandOutcome:
         budget = self.spec.entrypoint.evaluate_budget_s
         # Nothing the train step left may reach the evaluator: a planted metrics file, edited
-        # params, compiled code in the evaluate step's bytecode cache.
-        rmtree_force(paths.metrics_file)
-        rmtree_force(paths.pycache / "evaluate")
+        # params, compiled code in the evaluate step's bytecode cache, modules in the worktree.
+        for folder in (paths.metrics_dir, paths.pycache / "evaluate", paths.evaluate_home, paths.room):
+            rmtree_force(folder)
+            folder.mkdir(parents=True)
         _write_params(paths, self.spec.params)
+        self._furnish_room(paths)
         outcome = self._run(paths, "evaluate", template, budget)
         if outcome.timed_out:
             raise _End(
@@ -265,11 +279,36 @@ class _Trial:
             raise _End(
                 TrialState.FAIL,
                 FailureStage.METRICS,
-                f"evaluate step {_exit_text(outcome.returncode)}; see the log tail (evaluate.log in the trial folder)",
+                f"evaluate step {_exit_text(outcome.returncode)}; see the log tail (evaluate.log in the trial "
+                "folder); it runs in a clean checkout of the protected paths, so every file it reads from the "
+                "project must be listed under `protected`",
                 outcome.output_tail,
             )
         return outcome
 
+    def _furnish_room(self, paths: TrialPaths) -> None:
+        """Check out the protected paths, as the snapshot has them, into the evaluator's room."""
+        assert self.worktree is not None  # materialized before any step runs
+        relative = sorted(p for p in self.spec.protected if not os.path.isabs(p))
+        if relative:
+            try:
+                archive = run_git(
+                    ["archive", "--format=tar", self.spec.base_commit, "--", *relative], cwd=self.worktree.repo
+                ).stdout
+                with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                    tar.extractall(paths.room, filter="data")
+            except (GitError, tarfile.TarError, OSError) as exc:
+                raise _End(
+                    TrialState.FAIL, FailureStage.SETUP, f"could not check out the protected paths for evaluate: {exc}"
+                ) from exc
+        problems = protected_problems({p: self.spec.protected[p] for p in relative}, paths.room)
+        if problems:
+            raise _End(
+                TrialState.INVALID,
+                None,
+                f"the campaign repository on this machine does not hold the protected files of the snapshot: "
+                f"{'; '.join(problems)}; remove {self.worktree.repo} so that the next trial fetches it again",
+            )
     def _metrics(self, paths: TrialPaths, step: Step, outcome: CommandOutcome) -> dict[str, float]:
         output = _read_end(paths.log(step), _METRICS_OUTPUT_BYTES)
         metrics, problems = collect_metrics(paths.metrics_file, output, self.spec.metrics, step=step)
@@ -287,20 +326,51 @@ class _Trial:
         stop: threading.Event | None = None,
     ) -> CommandOutcome:
         spec = self.spec
+        room = self._room(paths, step)
         try:
             argv = render_command(template, spec.params, spec.seed, command_fields(spec, paths, step))
-            return run_command(
+            env = build_env(spec, paths, step)
+            if self.containment == BWRAP and argv:
+                check_program(argv[0], room.cwd, env)
+                argv = wrap(argv, room)
+            outcome = run_command(
                 argv,
-                cwd=paths.worktree,
-                env=build_env(spec, paths, step),
+                cwd=room.cwd,
+                env=env,
                 budget_s=budget_s,
                 log_path=paths.log(step),
                 on_line=on_line,
                 tail_lines=spec.log_tail_lines,
                 stop=stop,
+                limits=spec.limits,
+                output_dir=None if step == "evaluate" else paths.output,
+                contained=self.containment == BWRAP,
             )
         except (TemplateError, CommandError) as exc:
             raise _End(TrialState.FAIL, FailureStage.SETUP, f"the {step} command could not be started: {exc}") from exc
+        if outcome.limit:
+            raise _End(TrialState.FAIL, FailureStage.LIMITS, f"{step} step went past a limit: {outcome.limit}",
+                       outcome.output_tail)
+        return outcome
+
+    def _room(self, paths: TrialPaths, step: Step) -> Room:
+        """What the step sees under the sandbox (its cwd also without one)."""
+        sandbox = self.spec.sandbox
+        pycache = paths.pycache / step
+        pycache.mkdir(parents=True, exist_ok=True)
+        inputs = existing([*sandbox.read_only, paths.params_file])
+        if step == "evaluate":
+            heldout = existing(p for p in self.spec.protected if os.path.isabs(p))
+            return Room(
+                cwd=paths.room,
+                writable=[paths.metrics_dir, paths.evaluate_home, pycache],
+                read_only=[*inputs, *heldout, paths.room, paths.output],
+                network=sandbox.network,
+            )
+        writable = [paths.worktree, paths.output, paths.home, paths.tmp, pycache]
+        if step == "train" and self.spec.entrypoint.evaluate is None:
+            writable.append(paths.metrics_dir)
+        return Room(cwd=paths.worktree, writable=writable, read_only=inputs, network=sandbox.network)
 
 
 def protected_problems(expected: Mapping[str, str], worktree: Path) -> list[str]:

@@ -33,6 +33,7 @@ class FailureStage(StrEnum):
     SETUP = "setup"  # worktree, params file, environment or command could not be prepared
     RUN = "run"  # the train command exited non-zero
     METRICS = "metrics"  # the evaluate step failed, or metrics were missing, NaN or inf
+    LIMITS = "limits"  # a step went past a resource limit (memory, CPU time, log or output size)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,25 @@ class EntrypointSpec:
 
 
 @dataclass(frozen=True)
+class SandboxSpec:
+    """How each step of a trial is contained (see trials.sandbox)."""
+
+    mode: str = "auto"  # "auto": bwrap when it works here, else none; "bwrap": required; "none"
+    network: bool = True  # False: the steps get a network namespace of their own, with no interfaces
+    read_only: list[str] = field(default_factory=list)  # absolute paths every step may read
+
+
+@dataclass(frozen=True)
+class LimitsSpec:
+    """Resources one step may use; None: unlimited."""
+
+    memory_mb: int | None = None  # address space of each process (RLIMIT_AS)
+    max_cpu_s: float | None = None  # CPU seconds of each process (RLIMIT_CPU)
+    max_log_mb: float = 64.0  # output of one step kept in its log (head and tail)
+    max_output_mb: float = 10240.0  # size of the trial's output dir
+
+
+@dataclass(frozen=True)
 class TrialSpec:
     trial_id: str
     node_id: str
@@ -82,6 +102,8 @@ class TrialSpec:
     data_files: list[str] = field(default_factory=list)  # hashed into the data fingerprint
     packages: list[str] = field(default_factory=list)  # versions go into the fingerprint
     log_tail_lines: int = 40
+    sandbox: SandboxSpec = field(default_factory=SandboxSpec)
+    limits: LimitsSpec = field(default_factory=LimitsSpec)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +114,8 @@ class TrialSpec:
         data["chain"] = [CodeChange(**c) for c in data["chain"]]
         data["entrypoint"] = EntrypointSpec(**data["entrypoint"])
         data["metrics"] = [MetricSpec(**m) for m in data["metrics"]]
+        data["sandbox"] = SandboxSpec(**data.get("sandbox", {}))
+        data["limits"] = LimitsSpec(**data.get("limits", {}))
         return cls(**data)
 
 
@@ -179,6 +203,7 @@ class TrialResult:
     finished_at: float = 0.0
     log_tail: str = ""
     worker: str = ""  # hostname that ran it
+    sandbox: str = ""  # containment the steps ran under: "bwrap" or "none" ("": not recorded)
 
     @property
     def duration_s(self) -> float:

@@ -158,3 +158,36 @@ def test_editable_files_that_leave_nothing_to_edit_are_refused(
         load_config(path)
     message = str(info.value)
     assert f"{path}:" in message and "editable:" in message and words in message
+
+
+def test_sandbox_and_limits_reach_the_trial_spec(tmp_path: Path) -> None:
+    data = tmp_path / "datasets"
+    data.mkdir()
+    path = write_config(
+        tmp_path,
+        sandbox={"mode": "bwrap", "network": False, "read_only": [str(data)]},
+        limits={"memory_mb": 4096, "max_cpu_s": 60, "max_log_mb": 8, "max_output_mb": 100},
+    )
+    config = load_config(path)
+    assert config.sandbox.mode == "bwrap" and not config.sandbox.network
+    assert config.sandbox.read_only == [data.resolve()]
+    assert (config.limits.memory_mb, config.limits.max_cpu_s) == (4096, 60)
+    assert (config.limits.max_log_mb, config.limits.max_output_mb) == (8, 100)
+
+
+@pytest.mark.parametrize(
+    ("sandbox", "words"),
+    [
+        ({"mode": "docker"}, "sandbox.mode"),
+        ({"read_only": ["missing-data"]}, r"sandbox.read_only.0: .*missing-data does not exist"),
+        ({"read_only": ["."]}, r"sandbox.read_only.0: .* overlaps the campaign folder"),
+    ],
+)
+def test_a_bad_sandbox_section_is_refused(tmp_path: Path, sandbox: dict[str, object], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        load_config(write_config(tmp_path, sandbox=sandbox))
+
+
+def test_limits_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"limits\.max_log_mb"):
+        load_config(write_config(tmp_path, limits={"max_log_mb": 0}))

@@ -25,6 +25,7 @@ TRAIN_PY = textwrap.dedent(
     """
     import json, os, sys, time
     import model
+    from hostile import HOSTILE
     from evallib import metric
 
     params = json.load(open(os.environ["ARBORIST_PARAMS"]))
@@ -45,8 +46,13 @@ TRAIN_PY = textwrap.dedent(
         with open(os.path.join(out, "train_env.json"), "w") as f:
             json.dump(dict(os.environ), f)
     if mode == "plant":
-        with open(os.path.join(out, "..", "metrics.json"), "w") as f:
-            json.dump({"accuracy": 99.0}, f)
+        try:  # the metrics folder does not exist in the train step's sandbox
+            with open(os.path.join(out, "..", "metrics", "metrics.json"), "w") as f:
+                json.dump({"accuracy": 99.0}, f)
+        except OSError:
+            pass
+    if mode in HOSTILE:
+        HOSTILE[mode](params, out)
     score = metric.clip(model.SCORE + params.get("lr", 0.0) + seed / 100)
     if mode == "nan":
         score = float("nan")
@@ -67,8 +73,8 @@ EVALUATE_PY = textwrap.dedent(
     out = os.environ["ARBORIST_OUTPUT_DIR"]
     with open(os.path.join(out, "model.json")) as f:
         model = json.load(f)
-    if os.environ.get("DUMP_ENV"):
-        with open(os.path.join(out, "evaluate_env.json"), "w") as f:
+    if os.environ.get("DUMP_ENV"):  # next to the metrics: the output dir is read-only here
+        with open(os.path.join(os.path.dirname(os.environ["ARBORIST_METRICS_FILE"]), "evaluate_env.json"), "w") as f:
             json.dump(dict(os.environ), f)
     if model["write_metrics"]:
         with open(os.environ["ARBORIST_METRICS_FILE"], "w") as f:
@@ -86,6 +92,122 @@ METRIC_PY = textwrap.dedent(
 
     def loss(score):
         return 1 - score
+    """
+)
+
+
+# What a hostile change does from inside the train step; each entry is chosen by mode.
+HOSTILE_PY = textwrap.dedent(
+    """
+    import glob, json, os, signal, subprocess, sys, time
+
+    SHADOW = SHADOW_JSON
+
+
+    def shadow(params, out):
+        with open("json.py", "w") as f:  # at the worktree root, next to evaluate.py
+            f.write(SHADOW)
+
+
+    def daemon(params, out):
+        # Leaves the process group and the session, then rewrites the metrics after evaluate.
+        target = os.path.join(out, "..", "metrics", "metrics.json")
+        code = (
+            "import os, sys, time\\n"
+            "open(sys.argv[2], 'w').close()\\n"
+            "time.sleep(30)\\n"
+            "open(sys.argv[1], 'w').write('{\\"accuracy\\": 99.0}')\\n"
+        )
+        ready = os.path.join(out, "daemon.ready")
+        subprocess.Popen([sys.executable, "-c", code, target, ready, params["token"]], start_new_session=True)
+        while not os.path.exists(ready):
+            time.sleep(0.01)
+
+
+    def snoop(params, out):
+        seen = {}
+        for path in params["paths"]:
+            try:
+                with open(path, "rb") as f:
+                    seen[path] = f.read().decode(errors="replace")
+            except OSError as exc:
+                seen[path] = type(exc).__name__
+        for path in params.get("write", []):
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    f.write("#!/bin/sh\\ntouch /tmp/planted\\n")
+                seen[path] = "written"
+            except OSError as exc:
+                seen[path] = type(exc).__name__
+        with open(os.path.join(out, "snoop.json"), "w") as f:
+            json.dump(seen, f)
+
+
+    def procscan(params, out):
+        found = []
+        for environ in glob.glob("/proc/*/environ") + [f"/proc/{os.getppid()}/environ"]:
+            try:
+                with open(environ, "rb") as f:
+                    if params["secret"].encode() in f.read():
+                        found.append(environ)
+            except OSError:
+                pass
+        with open(os.path.join(out, "procscan.json"), "w") as f:
+            json.dump({"found": found, "pids": len(glob.glob("/proc/[0-9]*"))}, f)
+
+
+    def chatty(params, out):
+        line = "x" * 99
+        for _ in range(params["lines"]):
+            print(line)
+
+
+    def bigout(params, out):
+        with open(os.path.join(out, "checkpoint.bin"), "wb") as f:
+            f.write(b"\\0" * (params["mb"] << 20))
+        time.sleep(60)
+
+
+    def hog(params, out):
+        blob = bytearray(params["mb"] << 20)
+        print(len(blob))
+
+
+    def spin(params, out):
+        while True:
+            pass
+
+
+    def trap(params, out):
+        def flush(signum, frame):
+            with open(os.path.join(out, "flushed"), "w") as f:
+                f.write("checkpoint")
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, flush)
+        print("trapping", flush=True)
+        time.sleep(60)
+
+
+    HOSTILE = {f.__name__: f for f in (shadow, daemon, snoop, procscan, chatty, bigout, hog, spin, trap)}
+    """
+)
+
+# A json module that passes for the real one, except that in the evaluate step it reports 99
+# for every metric: what a shadow module at the worktree root would do to an evaluator.
+SHADOW_JSON = textwrap.dedent(
+    """
+    import os, sys
+    _here, _path = os.path.dirname(os.path.abspath(__file__)), sys.path
+    sys.path = [p for p in _path if os.path.abspath(p or ".") != _here]
+    del sys.modules["json"]
+    import json as _real
+    sys.path = _path
+    sys.modules["json"] = _real
+    if sys.argv and sys.argv[0].endswith("evaluate.py"):
+        _dump = _real.dump
+        _real.dump = lambda obj, f, **kw: _dump({k: 99.0 for k in obj}, f, **kw)
     """
 )
 
@@ -122,6 +244,7 @@ def write_project(root: Path) -> Path:
         "evallib/__init__.py": "",
         "evallib/metric.py": METRIC_PY,
         "requirements.txt": "numpy\n",
+        "hostile.py": HOSTILE_PY.replace("SHADOW_JSON", repr(SHADOW_JSON)),
     }
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
