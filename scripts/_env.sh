@@ -43,7 +43,10 @@ export PATH="$ROOT/.venv/bin:$PATH"
 if [ "$extras" = "dev" ] && ! command -v bwrap >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing bubblewrap (the trial sandbox) with apt-get" >&2
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap > .venv/bwrap-install.log 2>&1; then
+    # A fresh machine may have no package lists yet: update once, only when the install needs it.
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap ||
+           { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap; }; } \
+        > .venv/bwrap-install.log 2>&1; then
       echo "could not install bubblewrap (log: .venv/bwrap-install.log); sandbox tests will be skipped" >&2
     fi
   else

@@ -37,6 +37,7 @@ from trials.gitutil import run_git
 from trials.hashing import hash_path
 from trials.layout import TrialPaths
 from trials.process import CommandOutcome, check_program
+from trials.protect import file_digest, is_definition, split_entry
 from trials.sandbox import BWRAP, Room, SandboxUnavailable, containment, existing, wrap
 from trials.spec import FailureStage, Fingerprint, TrialResult, TrialSpec, TrialState
 from trials.worktree import Worktree, ensure_cached_repo, materialize
@@ -289,7 +290,9 @@ class _Trial:
     def _furnish_room(self, paths: TrialPaths) -> None:
         """Check out the protected paths, as the snapshot has them, into the evaluator's room."""
         assert self.worktree is not None  # materialized before any step runs
-        relative = sorted(p for p in self.spec.protected if not os.path.isabs(p))
+        # A protected definition (`file::name`) freezes part of a mutable file: the room holds
+        # whole protected files only.
+        relative = sorted(p for p in self.spec.protected if not os.path.isabs(p) and not is_definition(p))
         if relative:
             try:
                 archive = run_git(

@@ -100,3 +100,22 @@ def test_the_guard_catches_a_definition_rewritten_on_disk(tmp_path: Path) -> Non
     assert protected_problems(expected, tmp_path) == ["protected definition train.py::evaluate changed, or is gone"]
     (tmp_path / "train.py").unlink()
     assert protected_problems(expected, tmp_path) == ["protected definition train.py::evaluate changed, or is gone"]
+
+
+def test_an_evaluated_project_with_a_protected_definition_runs_its_trials(tmp_path: Path) -> None:
+    """The evaluator's room holds whole protected files; a definition entry is guarded, not copied."""
+    from orchestrator.search import SearchService
+    from tests.orchestrator.test_search import drive
+    from tests.toy import write_config
+    from trials.spec import TrialState
+
+    path = write_config(tmp_path, search={"proposers": [{"type": "grid", "max_proposals": 1}]})
+    (tmp_path / "project" / "helpers.py").write_text("def clip(x):\n    return max(0.0, x)\n")
+    data = yaml.safe_load(path.read_text())
+    data["protected"] = ["evaluate.py", "helpers.py::clip"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load_config(path)
+    service = SearchService(config.model_dump(mode="json"), prepare(config, None))
+    drive(service, stop_after=2)
+    states = {r.state for r in service.tree.trials.values() if r.state.is_finished()}
+    assert states == {TrialState.COMPLETE}, [r.result.message for r in service.tree.trials.values() if r.result]
