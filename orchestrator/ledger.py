@@ -82,6 +82,7 @@ TRIAL_SCHEMA = pa.schema(
         ("finished_at", pa.float64()),
         ("duration_s", pa.float64()),
         ("worker", pa.string()),
+        ("sandbox", pa.string()),  # the containment the trial ran under: bwrap, none ("" before it was recorded)
         ("log_tail", pa.string()),
         ("reports", pa.string()),  # JSON list of ARBORIST_REPORT payloads
         *_FP_FIELDS,
@@ -474,6 +475,7 @@ def _trial_table(events: list[Event]) -> pa.Table:
         "finished_at": finished,
         "duration_s": [max(0.0, (f or 0) - (s or 0)) for s, f in zip(started, finished, strict=True)],
         "worker": [r.get("worker", "") for r in results],
+        "sandbox": [r.get("sandbox", "") for r in results],
         "log_tail": [r.get("log_tail", "") for r in results],
         "reports": [json.dumps(r["reports"]) if r.get("reports") else "[]" for r in results],
         "event_seq": [event.seq for event in events],

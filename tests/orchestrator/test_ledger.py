@@ -19,6 +19,7 @@ def _events(start: int, count: int) -> list[Event]:
         result = TrialResult(
             f"n1-s{seq}", "n1", seq, TrialState.COMPLETE, metrics={"acc": 0.5 + seq / 1000},
             fingerprint=Fingerprint(cpu_model="cpu", python="3.11", budget_s=60.0), started_at=1.0, finished_at=3.5,
+            sandbox="bwrap",
         )
         out.append(Event(seq, 1000.0 + seq, "trial_finished", {"result": result.to_dict()}))
     return out

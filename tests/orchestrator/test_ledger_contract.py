@@ -57,6 +57,7 @@ def test_rows_round_trip_with_every_fingerprint_column(
                                 "fp_python", "fp_packages", "fp_lock_hash", "fp_data_hash", "fp_budget_s"}
     con = duckdb.connect()
     con.register("trials", trials)
+    assert set(trials.column("sandbox").to_pylist()) == {"bwrap"}  # the containment each trial ran under
     row = con.execute("select count(*), min(fp_budget_s), count(distinct fingerprint_key) from trials").fetchone()
     assert row == (40, 60.0, 1)
     assert [e.seq for e in load_events(fs, root, tmp_path / "journal.wal")] == list(range(1, 41))
