@@ -48,6 +48,8 @@ def test_quickstart_decides_every_change_for_the_right_reason(tmp_path: Path) ->
     assert any(link["node_id"] == improvement["node_id"] for link in incumbent["chain"])
     assert incumbent["gain_vs_baseline"]["ci_low"] > 0
     assert not summary["metrics_self_reported"]
+    # Every trial ran inside the sandbox (scripts/test installs bubblewrap), evaluate in its room.
+    assert {r.result.sandbox for r in tree.trials.values() if r.result is not None} == {"bwrap"}
     assert len(summary["fingerprints"]) == 1
     notebook = report.notebook(config, tree)
     assert "standardizing each pixel" in notebook.lower() and "AttributeError" in notebook
