@@ -24,7 +24,7 @@ from orchestrator.ownership import LOCK_FILE
 from orchestrator.search import SearchService
 from orchestrator.tree import Event, SearchTree
 from tests.orchestrator.test_search import drive
-from tests.toy import write_config
+from tests.toy import gate_at, gated, write_config
 from tests.waiting import wait_for
 
 ARBORIST = [sys.executable, "-m", "orchestrator.cli"]
@@ -33,20 +33,12 @@ pytestmark = pytest.mark.slow
 
 
 def _config(root: Path) -> Path:
-    gate = root / "gate"
-    return write_config(
-        root,
-        entrypoint={
-            "train": f"sh -c 'while [ ! -e {gate} ]; do sleep 0.1; done; exec python train.py'",
-            "budget_s": 600,  # a trial may wait on the gate while a second driver starts Ray
-        },
-        budget={"max_trials": 10},
-        integration={"enabled": False},
-    )
+    # A trial may wait on the gate while a second driver starts Ray: a generous budget.
+    return write_config(root, **gated(root, budget_s=600), budget={"max_trials": 10}, integration={"enabled": False})
 
 
 def _open_gate(root: Path) -> None:
-    (root / "gate").touch()
+    gate_at(root).touch()
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
@@ -92,7 +84,7 @@ def test_two_resumes_at_once_one_runs_and_the_other_names_it(tmp_path: Path) -> 
     first = SearchService(config.model_dump(mode="json"), prepare(config, path))
     drive(first, stop_after=3)
     del first  # stopped midway, as a crashed driver leaves it
-    (tmp_path / "gate").unlink()  # the resumed trials wait until the refusal is seen
+    gate_at(tmp_path).unlink()  # the resumed trials wait until the refusal is seen
     campaign = tmp_path / "campaign"
     procs = [_start("resume", str(campaign)), _start("resume", str(campaign))]
     loser = _first_to_exit(procs)
@@ -108,6 +100,7 @@ def test_two_resumes_at_once_one_runs_and_the_other_names_it(tmp_path: Path) -> 
     _assert_one_clean_campaign(campaign)
 
 
+@pytest.mark.long  # a minute or more: several drivers, each starting its own Ray
 def test_two_runs_at_once_one_runs_and_the_other_changes_nothing(tmp_path: Path) -> None:
     path = _config(tmp_path)
     campaign = tmp_path / "campaign"
@@ -123,6 +116,7 @@ def test_two_runs_at_once_one_runs_and_the_other_changes_nothing(tmp_path: Path)
     _assert_one_clean_campaign(campaign)
 
 
+@pytest.mark.long  # a minute or more: several drivers, each starting its own Ray
 def test_a_start_that_died_while_being_prepared_is_finished_by_resume(tmp_path: Path) -> None:
     path = _config(tmp_path)
     _open_gate(tmp_path)
@@ -139,6 +133,7 @@ def test_a_start_that_died_while_being_prepared_is_finished_by_resume(tmp_path: 
     _assert_one_clean_campaign(campaign)
 
 
+@pytest.mark.long  # a minute or more: several drivers, each starting its own Ray
 def test_a_prepared_folder_that_never_started_is_replaced_by_run(tmp_path: Path) -> None:
     path = _config(tmp_path)
     _open_gate(tmp_path)
@@ -167,6 +162,7 @@ def test_a_start_that_died_before_writing_its_config_says_so(tmp_path: Path, com
     assert f"arborist run CONFIG --campaign-dir {campaign}" in done.stderr
 
 
+@pytest.mark.long  # a minute or more: several drivers, each starting its own Ray
 def test_kill_9_then_resume_charges_no_dead_time_and_no_stale_lock(tmp_path: Path) -> None:
     path = _config(tmp_path)
     campaign = tmp_path / "campaign"

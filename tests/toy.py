@@ -8,6 +8,7 @@ changes move x.
 from __future__ import annotations
 
 import difflib
+import shlex
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,24 @@ def queue_items() -> list[dict[str, Any]]:
 # Test campaigns end on their trial budget: a wall-clock limit would make what they decide
 # depend on how busy the machine is. Tests of the wall-clock limit set their own.
 NO_WALL_LIMIT_S = 36_000.0
+
+
+def gate_at(root: Path) -> Path:
+    """Where a gated campaign's gate file goes (it does not exist until the test opens it)."""
+    return root / "gates" / "open"
+
+
+def gated(root: Path, budget_s: float = 600) -> dict[str, Any]:
+    """write_config overrides whose train step waits until `gate_at(root)` exists, so a test can
+    hold trials running while it acts. The gate's folder is a declared read-only input: the
+    sandboxed step sees no other path outside its trial."""
+    gate = gate_at(root)
+    gate.parent.mkdir(parents=True, exist_ok=True)
+    wait = f"while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.05; done; exec python train.py"
+    return {
+        "entrypoint": {"train": f"sh -c {shlex.quote(wait)}", "budget_s": budget_s},
+        "sandbox": {"read_only": [str(gate.parent)]},
+    }
 
 
 def write_config(tmp: Path, **overrides: Any) -> Path:

@@ -3,7 +3,6 @@ complete() wants the token that only the driver's Tune bridge holds."""
 
 from __future__ import annotations
 
-import shlex
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from orchestrator import campaign
 from orchestrator.config import load_config
 from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.tree import Event, trial_id_for
-from tests.toy import NO_WALL_LIMIT_S, write_config
+from tests.toy import NO_WALL_LIMIT_S, gate_at, gated, write_config
 from tests.waiting import wait_for
 from trials.spec import TrialResult, TrialState
 
@@ -31,11 +30,10 @@ def forge(actor_name: str, trial_id: str, node_id: str, seed: int) -> Any:
 
 
 def test_a_forged_complete_on_the_live_tree_actor_is_refused(tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
+    gate = gate_at(tmp_path)
     # Trials wait at the gate, so the forgeries land while trials are running and pending.
-    wait = f"while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.05; done; exec python train.py"
     config = load_config(write_config(
-        tmp_path, entrypoint={"train": f"sh -c {shlex.quote(wait)}", "budget_s": 300},
+        tmp_path, **gated(tmp_path, budget_s=300),
         budget={"max_trials": 10, "max_wall_s": NO_WALL_LIMIT_S}, integration={"enabled": False},
     ))
     setup = campaign.prepare(config, None)
