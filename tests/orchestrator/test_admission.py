@@ -36,10 +36,11 @@ def test_an_oversized_diff_is_rejected_before_the_memory_reads_it_and_a_mode_cha
     proposals: list[dict[str, object]] = []
     while len(proposals) < 2:
         started = time.perf_counter()
-        spec = service.suggest()
+        dispatch = service.suggest()
         slowest = max(slowest, time.perf_counter() - started)
-        assert spec != FINISHED and isinstance(spec, dict), "the campaign ended before both items were screened"
-        service.complete(spec["trial_id"], run_trial(TrialSpec.from_dict(spec), service.bundle_bytes).to_dict())
+        assert dispatch != FINISHED and isinstance(dispatch, dict), "the campaign ended before both items were screened"
+        spec = TrialSpec.from_dict(dispatch["spec"])
+        assert service.complete(spec.trial_id, dispatch["token"], run_trial(spec, service.bundle_bytes).to_dict())
         proposals = [e.data for e in service.ledger.load_events() if e.type == "proposal"]
     service.close()
 

@@ -19,7 +19,7 @@ from orchestrator.search import FINISHED, SearchService
 from orchestrator.tree import NodeStatus
 from tests.llm_server import ScriptedLLMServer, Step
 from tests.toy import NO_WALL_LIMIT_S, bonus_diff, extra_diff, train_diff, write_config
-from tests.waiting import BACKSTOP_S
+from tests.waiting import BACKSTOP_S, wait_for
 from trials.runner import run_trial
 from trials.spec import TrialSpec
 
@@ -285,18 +285,21 @@ def test_every_rejected_item_of_a_full_batch_is_in_the_ledger(
     config = llm_config(tmp_path, llm_server, [{"type": "llm_code", "k": 1, "max_repairs": 1}])
     service, drafts = start(config)
     rejected: dict[str, str] = {}
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def both_rejected() -> bool:
+        nonlocal rejected
         rejected = {e.data["change"]["hypothesis"]: e.data["reason"] for e in service.ledger.load_events()
                     if e.type == "proposal" and e.data["verdict"] == "rejected"}
-        spec = service.suggest()
-        if len(rejected) >= 2 or spec == FINISHED:
-            break
-        if spec is None:
-            time.sleep(0.05)  # the drafting thread answers in the background
-            continue
-        assert isinstance(spec, dict)
-        service.complete(spec["trial_id"], run_trial(TrialSpec.from_dict(spec), service.bundle_bytes).to_dict())
+        dispatch = service.suggest()  # the drafting thread answers in the background
+        if len(rejected) >= 2 or dispatch == FINISHED:
+            return True
+        if isinstance(dispatch, dict):
+            spec = TrialSpec.from_dict(dispatch["spec"])
+            assert service.complete(spec.trial_id, dispatch["token"], run_trial(spec, service.bundle_bytes).to_dict())
+        return False
+
+    wait_for(both_rejected, "both invalid items of the batch journaled as rejected", seen=lambda: rejected,
+             every_s=0.05)
     service.close()
     drafts.close()
     assert rejected["relax the evaluator"] == (
