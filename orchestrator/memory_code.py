@@ -38,12 +38,23 @@ MAX_DIFFLIB_PAIRS = 10_000
 def code_key(diff: str, sources: Mapping[str, tuple[str, str]] | None, hypothesis: str = "") -> str:
     """The change's key: per touched file, its AST delta when it is Python that parses, else its
     textual delta. An empty diff (no edit to compare) is keyed by its hypothesis."""
+    # What a diff says in its headers alone (a mode flip, a rename) is part of the change: two
+    # header-only diffs must not share the key of "no edit".
+    facts = "".join(f"\n{line}" for line in _header_facts(diff))
     if sources:
         parts = [f"{path}\n{_file_delta(path, *sources[path])}" for path in sorted(sources)]
-        return "code:" + _hash("\n".join(parts))
+        return "code:" + _hash("\n".join(parts) + facts)
     if not diff.strip():
         return "code:nodiff:" + _hash(" ".join(hypothesis.lower().split()))
-    return "code:" + _hash(textual_delta(diff))
+    return "code:" + _hash(textual_delta(diff) + facts)
+
+
+_FACT_PREFIXES = ("old mode ", "new mode ", "new file mode ", "deleted file mode ", "rename from ", "rename to ",
+                  "copy from ", "copy to ")
+
+
+def _header_facts(diff: str) -> list[str]:
+    return sorted({" ".join(line.split()) for line in diff.splitlines() if line.startswith(_FACT_PREFIXES)})
 
 
 def touched_code(sources: Mapping[str, tuple[str, str]]) -> frozenset[str]:

@@ -129,3 +129,18 @@ def test_touched_code_names_functions() -> None:
     assert touched_code({"m.py": (BASE, SCALED)}) == {"m.py:fit"}
     assert touched_code({"m.py": (BASE, BASE.replace("import numpy as np", "import numpy"))}) == {"m.py"}
     assert touched_code({"c.yaml": ("a: 1\n", "a: 2\n")}) == {"c.yaml"}
+
+
+def test_header_only_changes_keep_keys_of_their_own() -> None:
+    """A mode flip and a rename carry no edited line; each is still its own change."""
+    from orchestrator.memory_code import code_key
+
+    def header_only(*lines: str) -> str:
+        return "diff --git a/model.py b/model.py\n" + "".join(f"{line}\n" for line in lines)
+
+    executable = header_only("old mode 100644", "new mode 100755")
+    plain_again = header_only("old mode 100755", "new mode 100644")
+    renamed = "diff --git a/model.py b/net.py\nsimilarity index 100%\nrename from model.py\nrename to net.py\n"
+    keys = {code_key(d, None) for d in (executable, plain_again, renamed)}
+    assert len(keys) == 3
+    assert code_key(executable, None) == code_key(executable.replace("100755", "100755 "), None)  # spacing aside
