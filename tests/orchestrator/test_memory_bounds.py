@@ -22,23 +22,23 @@ def test_a_two_thousand_line_change_is_keyed_well_under_a_second() -> None:
         return "def train(p):\n" + "\n".join(lines) + "\n    return v0\n"
 
     key, elapsed = timed_key(body(1), body(2))  # 1,000 lines removed, 1,000 added
-    assert elapsed < 0.5, f"{elapsed:.2f} s"
+    assert elapsed < 5.0, f"{elapsed:.2f} s"  # linear: ~0.05 s; the cubic pass it replaced: minutes
     assert key == timed_key(body(1), body(2))[0] and key != timed_key(body(1), body(3))[0]
 
 
 def test_lines_that_repeat_do_not_make_the_key_cubic() -> None:
     # difflib alone takes about 9 s on 600 such lines and grows as their cube.
     _, elapsed = timed_key("x = 1\n" * 3000, "x = 1\ny = 2\n" * 1500)
-    assert elapsed < 0.5, f"{elapsed:.2f} s"
+    assert elapsed < 5.0, f"{elapsed:.2f} s"  # linear: ~0.05 s; the cubic pass it replaced: minutes
     _, elapsed = timed_key("x = f()\n" * 390, "x = f()\n" * 200 + "y = f()\n" * 190)
-    assert elapsed < 0.5, f"{elapsed:.2f} s"
+    assert elapsed < 5.0, f"{elapsed:.2f} s"  # linear: ~0.05 s; the cubic pass it replaced: minutes
 
 
 def test_a_long_run_of_assignments_is_sorted_in_n_log_n() -> None:
     run = ast.parse("\n".join(f"a{i} = a{i // 2} + {i}" for i in range(3000))).body
     started = time.perf_counter()
     _sort_run(run, set())
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0
 
 
 def _reference_order(run: list[ast.stmt]) -> list[str]:
