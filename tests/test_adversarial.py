@@ -30,7 +30,7 @@ from orchestrator.search import SearchService
 from orchestrator.tree import ROOT_ID, Event, NodeStatus, Phase, SearchTree
 from tests import hostile
 from tests.toy import self_reported_diff, write_config, write_self_reported_config
-from tests.trials.conftest import unified_diff
+from tests.trials.conftest import processes_with, unified_diff
 from trials import sandbox
 from trials.runner import run_trial
 from trials.spec import FailureStage, TrialSpec, TrialState
@@ -323,18 +323,6 @@ def assert_ledger_sound(events: list[Event]) -> None:
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "event seqs have gaps or repeats"
     finished = Counter(e.data["result"]["trial_id"] for e in events if e.type == "trial_finished")
     assert finished and max(finished.values()) == 1, [t for t, n in finished.items() if n > 1]
-
-
-def processes_with(token: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if token.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 # -- the same attacks with the sandbox off: the catalog's cases can fail ---------------------------

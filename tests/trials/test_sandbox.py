@@ -18,7 +18,7 @@ from orchestrator import report
 from orchestrator.config import load_config
 from orchestrator.tree import ROOT_ID, SearchTree
 from tests.toy import write_config
-from tests.trials.conftest import SHADOW_JSON, Campaign, unified_diff
+from tests.trials.conftest import SHADOW_JSON, Campaign, processes_with, unified_diff
 from trials import sandbox
 from trials.runner import run_trial
 from trials.spec import CodeChange, FailureStage, LimitsSpec, SandboxSpec, TrialResult, TrialSpec, TrialState
@@ -38,18 +38,6 @@ def run(campaign: Campaign, spec: TrialSpec) -> TrialResult:
 
 def folder(spec: TrialSpec) -> Path:
     return Path(spec.scratch_dir) / "trials" / spec.trial_id
-
-
-def processes_with(token: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if token.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 # -- the evaluator's room ----------------------------------------------------------------------
