@@ -285,7 +285,7 @@ class _Truth:
         return self.sample(node_id, seed, baseline_phase) + self.shift(self.dispatched if at is None else at, machine)
 
     def run_together(self, trials: Sequence[tuple[str, int]]) -> list[float]:
-        """Trials dispatched at the same moment, each on its own machine: they share the drift."""
+        """Trials dispatched at the same moment, on machines in turn: they share the campaign's drift."""
         at = self.dispatched + 1
         return [self.run(node_id, seed, False, at=at) for node_id, seed in trials]
 
