@@ -150,22 +150,43 @@ class SeedsConfig(_Model):
 class StatsConfig(_Model):
     """The decision rule; docs/statistics.md states what each number guarantees."""
 
-    fdr: float = Field(default=sequential.FDR, gt=0, lt=0.5, description="bound on the false-discovery rate (mFDR)")
+    fdr: float = Field(default=sequential.FDR, gt=0, lt=0.5, description="bound on the false-discovery rate")
     initial_wealth: float = Field(
         default=sequential.W0, gt=0, lt=0.5, description="bound on P(any promotion) when every change is null"
     )
-    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="level of integration grafts")
-    beta: float = Field(default=sequential.BETA, gt=0, lt=1, description="futility: P(pruned | gain = delta1)")
-    theta: float = Field(default=sequential.THETA, gt=0, description="delta1 in sds of a paired difference")
+    tests_expected: float | None = Field(
+        default=None, gt=0, description="tests the error budget is spread over (default: max_trials / 25)"
+    )
+    screen_blocks: int = Field(default=sequential.SCREEN_BLOCKS, ge=0, description="blocks a child is screened on")
+    screen_z: float = Field(default=sequential.SCREEN_Z, description="standardized screening gain to enter the test")
+    beta: float = Field(default=sequential.BETA, gt=0, lt=1, description="futility: prune at this e-value")
+    theta: float = Field(default=sequential.THETA, gt=0, description="alternatives' centre, in sds of a difference")
     min_effect: float = Field(default=0.0, ge=0, description="smallest gain worth promoting, in objective units")
-    confirm_seeds: int = Field(default=1, ge=0, description="fresh seeds a promotion must hold on")
-    min_seeds: int = Field(default=sequential.N_MIN, ge=1, description="no promotion on fewer paired seeds")
+    min_seeds: int = Field(default=sequential.N_MIN, ge=1, description="no promotion on fewer paired seeds in the test")
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    pair_window: int = Field(
+        default=0, ge=0, description="most dispatches between the two trials of a pair (0: from concurrency)"
+    )
+    drift_window: int = Field(default=4, ge=1, description="controls the drift monitor compares, early and recent")
+    drift_z: float = Field(default=4.0, gt=0, description="shift of the controls, in standard errors, that is drift")
     # Real changes reach tens of sigma_d where paired noise is small (the toy project's best
     # params change: 28); faked metrics reach hundreds.
     suspect_sigma: float = Field(
         default=50.0, gt=0, description="a paired gain beyond this many sigma_d is suspect, not promoted"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            removed = {
+                "confirm_seeds": "confirmation is now the test itself, on blocks run after screening",
+                "alpha": "integration grafts are tested in the campaign's stream, under stats.fdr",
+            }
+            for name, why in removed.items():
+                if name in data:
+                    raise ValueError(f"stats.{name} was removed ({why}); delete the line")
+        return data
 
     @model_validator(mode="after")
     def _wealth_below_fdr(self) -> StatsConfig:

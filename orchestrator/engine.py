@@ -11,14 +11,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from orchestrator import integration, policy
+from orchestrator import blocks, drift, integration, policy
 from orchestrator.change import Change
 from orchestrator.config import ASPECTS, CampaignConfig
 from orchestrator.dispatch import Dispatch, new_token, result_problems, shown, token_matches
+from orchestrator.fdr import ELond, expected_tests
 from orchestrator.memory import Memory
+from orchestrator.noise import NoiseModel
 from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
 from orchestrator.proposers.queue import QueueFileError
-from orchestrator.sequential import AlphaLedger, NoiseModel
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, Proposal, SearchTree, TrialRecord
 from trials.patch import diff_notes, size_problem
 from trials.spec import FailureStage, TrialResult, TrialState
@@ -62,7 +63,7 @@ class SearchEngine:
         self.memory = Memory(config.memory, embed=embed)
         self._invalid_keys: dict[str, str] = {}  # exact key of a screened-out proposal -> its id
         self.noise = NoiseModel()
-        self.alpha = self._new_alpha_ledger()
+        self.tests = self._new_error_control()
         self._clock = clock
         self._on_finish = on_finish
         self._verdicts = verdicts  # a person's approve/reject of suspect nodes, read at each step
@@ -137,6 +138,7 @@ class SearchEngine:
             self._search_step()
         if self.tree.phase is Phase.INTEGRATION:
             self._integration_step()
+        self._schedule_blocks()
         self._journal_proposer_events()
 
     def _journal_proposer_events(self) -> None:
@@ -172,12 +174,8 @@ class SearchEngine:
             else:
                 verdict = policy.judge_child(self.tree, node, self.config, self.noise)
             if verdict.status is None:
-                if verdict.confirm:
-                    self.tree.record(
-                        "confirmation_requested", node_id=node.node_id, seeds=verdict.more_seeds,
-                        reason=verdict.reason, evidence=verdict.evidence,
-                    )
-                self._request_seeds(node, verdict.more_seeds)
+                if verdict.start_test:
+                    self._start_test(node, verdict.evidence)
                 continue
             self.tree.record(
                 "decision", node_id=node.node_id, status=verdict.status.value,
@@ -193,6 +191,42 @@ class SearchEngine:
             elif node.change is not None:
                 self._notify(node)
         return decided
+
+    def _start_test(self, node: Node, screening: dict[str, Any]) -> None:
+        """The node's test begins: its number and level in the campaign's stream, and the noise pool
+        as it stands (frozen, so the test's e-value stays valid whatever is decided meanwhile)."""
+        test, level = self.tests.start()
+        pool = self.noise.pooled(policy.noise_cohort(self.tree, node, self.config))
+        self.tree.record(
+            "test_started", node_id=node.node_id, test=test, level=level,
+            pool=list(pool) if pool is not None else None, screen=screening,
+        )
+
+    def _schedule_blocks(self) -> None:
+        """One new block for every parent whose open children all wait for evidence.
+
+        A child waits when its own trials and its parent's trials on its seeds have all finished
+        and it is still undecided. Children of one parent that wait together share the block.
+        """
+        if self.tree.phase not in (Phase.SEARCH, Phase.INTEGRATION):
+            return
+        waiting: dict[str, list[str]] = {}
+        busy: set[str] = set()
+        for node in self.tree.open_nodes():
+            if node.parent_id is None:
+                continue
+            if policy.node_is_settled(self.tree, node):
+                waiting.setdefault(node.parent_id, []).append(node.node_id)
+            else:
+                busy.add(node.parent_id)  # wait for it, so the siblings share the next block
+        for parent_id, children in waiting.items():
+            if parent_id in busy:
+                continue
+            block = len(self.tree.blocks) + 1
+            self.tree.record(
+                "block_requested", block=block, parent_id=parent_id, node_ids=children,
+                seed=self.tree.next_seed(self.config.seeds.start), order=blocks.order(parent_id, children, block),
+            )
 
     def _apply_verdicts(self) -> bool:
         """Carry out a person's verdicts on suspect nodes; True when any node changed.
@@ -220,40 +254,38 @@ class SearchEngine:
             changed = True
         return changed
 
-    def _new_alpha_ledger(self) -> AlphaLedger:
+    def _new_error_control(self) -> ELond:
         stats = self.config.stats
-        return AlphaLedger(fdr=stats.fdr, w0=stats.initial_wealth)
+        horizon = stats.tests_expected or expected_tests(self.config.budget.max_trials)
+        return ELond(fdr=stats.fdr, w0=stats.initial_wealth, horizon=horizon)
 
     def _account(self, node: Node, status: NodeStatus, evidence: dict[str, Any]) -> None:
-        """Feed a decision to the pooled noise model and the campaign's alpha-wealth."""
+        """Feed a decision to the pooled noise model and the campaign's error control."""
         cohort = policy.noise_cohort(self.tree, node, self.config)
         # Implausible differences (a faked metric) would distort the noise every later test relies
-        # on, and earn no alpha-wealth, even once a person approves the node.
+        # on, and count as no promotion, even once a person approves the node.
         suspect = "suspect" in evidence
         if node.node_id == ROOT_ID and status is NodeStatus.BASELINE:
             values = list(self.tree.completed_values(ROOT_ID, self.config.objective).values())
             self.noise.add_replicates(cohort, ROOT_ID, values)
         elif status in (NodeStatus.PROMOTED, NodeStatus.PRUNED) and evidence.get("diffs") and not suspect:
             self.noise.add_differences(cohort, node.node_id, evidence["diffs"])
-        if node.alpha_test and node.alpha_test in self.alpha.open:
-            p_value = float(evidence.get("p_value", 1.0))
-            promoted = status is NodeStatus.PROMOTED and not suspect
-            self.alpha.finish(node.alpha_test, promoted=promoted, p_value=p_value)
+        if node.test and node.test in self.tests.open:
+            self.tests.finish(node.test, promoted=status is NodeStatus.PROMOTED and not suspect)
 
     def _rebuild_accounts(self) -> None:
-        """Replay creations and decisions in journal order into the noise model and alpha-wealth."""
+        """Replay test starts and decisions in journal order into the noise model and error control."""
         self.noise = NoiseModel()
-        self.alpha = self._new_alpha_ledger()
+        self.tests = self._new_error_control()
         steps: list[tuple[int, int, Node]] = []
         for node in self.tree.nodes.values():
-            if node.alpha_test:
-                steps.append((node.created_seq, 0, node))
+            if node.test:
+                steps.append((node.test_seq, 0, node))
             if node.status is not NodeStatus.OPEN:
                 steps.append((node.decided_seq, 1, node))
         for _, kind, node in sorted(steps, key=lambda step: (step[0], step[1])):
             if kind == 0:
-                self.alpha.tests = max(self.alpha.tests, node.alpha_test)
-                self.alpha.open[node.alpha_test] = node.alpha_level
+                self.tests.resume(node.test, node.level)
             else:
                 self._account(node, node.status, (node.decision or {}).get("evidence") or {})
 
@@ -272,12 +304,6 @@ class SearchEngine:
             self.tree.record(
                 "incumbent_changed", node_id=best, gain=policy.estimate_vs_root(self.tree, best, self.config)
             )
-
-    def _tests_remaining(self) -> float:
-        """About how many more changes the trial budget can test (for spending alpha-wealth)."""
-        decided = [n for n in self.tree.nodes.values() if n.origin == "search" and n.status is not NodeStatus.OPEN]
-        per_test = max(2.0, sum(len(n.seeds) for n in decided) / len(decided)) if decided else 6.0
-        return max(1.0, self._search_budget_left() / per_test)
 
     def _search_budget_left(self) -> int:
         return self.config.budget.max_trials - self.tree.trials_spent()
@@ -457,16 +483,14 @@ class SearchEngine:
             **extra,
         )
         origin = "integration" if change.proposer == integration.PROPOSER else "search"
-        test, level = (0, self.config.stats.alpha) if origin == "integration" else self.alpha.start(
-            remaining=self._tests_remaining()
-        )
         self.tree.record(
             "node_created", node_id=node_id, parent_id=parent.node_id, change=change.to_dict(),
-            commit=commit, params=params, origin=origin, alpha_test=test, alpha_level=level,
+            commit=commit, params=params, origin=origin,
         )
         node = self.tree.nodes[node_id]
-        self._request_seeds(node, policy.seed_sequence(self.config)[: self.config.seeds.initial])
-        return node
+        if origin == "integration":
+            self._start_test(node, {})  # a graft re-tests changes already screened and promoted
+        return node  # its blocks are requested with its siblings' (_schedule_blocks)
 
     def _screen(self, parent: Node, change: Change) -> str:
         if change.kind == "params":
@@ -492,15 +516,6 @@ class SearchEngine:
                 if not isinstance(value, int | float) or not spec.low <= value <= spec.high:
                     return f"{name}={value!r} is outside [{spec.low}, {spec.high}]"
         return ""
-
-    def _request_seeds(self, node: Node, seeds: list[int]) -> None:
-        """Ask for seeds on a node, and on its parent where the pair is missing."""
-        if node.parent_id is not None:
-            parent = self.tree.nodes[node.parent_id]
-            missing = [s for s in seeds if s not in parent.seeds]
-            if missing:
-                self.tree.record("seeds_requested", node_id=parent.node_id, seeds=missing)
-        self.tree.record("seeds_requested", node_id=node.node_id, seeds=seeds)
 
     def _begin_integration(self, reason: str) -> None:
         winners = integration.branch_winners(self.tree, self.config)
@@ -582,6 +597,7 @@ class SearchEngine:
             if problems:
                 result = self._insane(record, result, problems)
             self.tree.record("trial_finished", result=result)
+            self._watch_drift(record)
         elif record.attempts >= MAX_LOST:
             failed = TrialResult(
                 trial_id=trial_id, node_id=record.node_id, seed=record.seed, state=TrialState.FAIL,
@@ -593,6 +609,16 @@ class SearchEngine:
             self.tree.record("trial_lost", trial_id=trial_id, reason="worker lost" if error else "no result")
         self._advance()
         return True
+
+    def _watch_drift(self, record: TrialRecord) -> None:
+        """A control finished: journal drift when the node's controls have moved (orchestrator/drift.py)."""
+        node = self.tree.nodes[record.node_id]
+        if record.state is not TrialState.COMPLETE or (node.node_id != ROOT_ID and not node.children):
+            return
+        spread = self.noise.replicate_sd(policy.noise_cohort(self.tree, self.tree.root, self.config))
+        finding = drift.detect(self.tree, self.config, node.node_id, spread)
+        if finding is not None:
+            self.tree.record("drift_detected", **finding.to_dict())
 
     def _refusal(self, trial_id: object, token: object) -> str | None:
         """Why a report cannot be taken; "" for a retry of a report already taken; None to take it."""

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from orchestrator import blocks
 from orchestrator.config import CampaignConfig, MetricConfig
-from orchestrator.sequential import NoiseModel, sequential_test
+from orchestrator.noise import NoiseModel
+from orchestrator.sequential import passed, screen, sequential_test
 from orchestrator.stats import Verdict
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, SearchTree
 from trials.spec import TrialState
@@ -23,11 +25,10 @@ from trials.spec import TrialState
 class NodeVerdict:
     """What to do with a node whose requested trials have all finished."""
 
-    status: NodeStatus | None  # None: keep it open and run `more_seeds`
+    status: NodeStatus | None  # None: keep it open and run another block
     reason: str
     evidence: dict[str, Any] = field(default_factory=dict)
-    more_seeds: list[int] = field(default_factory=list)
-    confirm: bool = False  # the more_seeds are fresh seeds that must confirm a promotion
+    start_test: bool = False  # screening passed: the node's test begins (its level, the frozen noise pool)
 
 
 def seed_sequence(config: CampaignConfig) -> list[int]:
@@ -45,28 +46,7 @@ def node_is_settled(tree: SearchTree, node: Node) -> bool:
         tree.trials[t].state.is_finished()
         for t in (f"{parent.node_id}-s{s}" for s in node.seeds)
         if t in tree.trials
-    ) and set(node.seeds) <= set(parent.seeds)
-
-
-def paired_values(
-    tree: SearchTree, node_id: str, other_id: str, metric: str
-) -> tuple[dict[int, float], dict[int, float], list[int]]:
-    """Values of two nodes on the seeds where both completed under the same fingerprint.
-
-    Seeds whose two trials ran under different fingerprints (other hardware, software, data
-    or budget) are left out and returned, so the evidence says what was not compared.
-    """
-    mine = tree.completed_values(node_id, metric)
-    theirs = tree.completed_values(other_id, metric)
-    keys = {
-        nid: {r.seed: r.result.fingerprint.comparability_key() for r in tree.node_trials(nid) if r.result}
-        for nid in (node_id, other_id)
-    }
-    mismatched = sorted(s for s in set(mine) & set(theirs) if keys[node_id][s] != keys[other_id][s])
-    for seed in mismatched:
-        mine.pop(seed)
-        theirs.pop(seed)
-    return mine, theirs, mismatched
+    )
 
 
 def judge_root(tree: SearchTree, config: CampaignConfig) -> NodeVerdict:
@@ -78,7 +58,7 @@ def judge_root(tree: SearchTree, config: CampaignConfig) -> NodeVerdict:
 
 
 def judge_child(tree: SearchTree, node: Node, config: CampaignConfig, noise: NoiseModel) -> NodeVerdict:
-    """Promote, prune, fail, confirm or ask for more seeds; a promotion whose results are
+    """Promote, prune, fail, or keep open for another block; a promotion whose results are
     implausible under the campaign's own noise model is SUSPECT instead, until a person decides."""
     verdict = _judge_evidence(tree, node, config, noise)
     if verdict.status is not NodeStatus.PROMOTED:
@@ -151,92 +131,79 @@ def _bound(value: float | None) -> str:
 
 
 def _judge_evidence(tree: SearchTree, node: Node, config: CampaignConfig, noise: NoiseModel) -> NodeVerdict:
-    """Promote, prune, fail, confirm or ask for more seeds, from the node's paired evidence.
+    """Fail, screen, start the test, or decide the test, from the node's blocks with its parent.
 
-    The sequential test (orchestrator/sequential.py) runs on the paired differences with the
-    campaign's pooled noise estimate and the level the node was granted when it was created.
-    A node that crosses the promotion boundary is then run on `stats.confirm_seeds` fresh seeds,
-    and is promoted only if its gain holds there too.
+    Screening (orchestrator/sequential.py `screen`) reads the first `stats.screen_blocks` blocks
+    with the campaign's pooled noise; a child that passes starts its test, which reads only blocks
+    requested after that, with the level the campaign's error control granted it (orchestrator/fdr.py)
+    and the noise pool frozen at its start.
     """
     failed = _failures(tree, node)
     if failed:
         return NodeVerdict(NodeStatus.FAILED, failed)
     assert node.parent_id is not None
     parent = tree.nodes[node.parent_id]
-    diffs, seeds, mismatched = paired_differences(tree, node, parent, config)
-    if node.confirm_seeds:
-        return _confirm(tree, node, parent, config, diffs, seeds)
     stats = config.stats
-    estimate = noise.sigma_d(noise_cohort(tree, node, config), pending=diffs)
-    level = node.alpha_level if node.alpha_test else stats.alpha
+    diffs, pairs = blocks.paired_differences(tree, node, parent, config)
+    evidence: dict[str, Any] = {"seeds": pairs.seeds, "diffs": diffs}
+    if pairs.excluded:
+        evidence["excluded_seeds"] = {str(seed): why for seed, why in pairs.excluded.items()}
+    at_cap = len(node.seeds) >= config.seeds.max
+    if not node.test:
+        if node.origin != "search" or stats.screen_blocks == 0:
+            return NodeVerdict(None, "enters its test without screening", evidence, start_test=True)
+        decision = screen(
+            diffs, pool=noise.pooled(noise_cohort(tree, node, config)), blocks=stats.screen_blocks,
+            screen_z=stats.screen_z, min_effect=stats.min_effect, confidence=stats.confidence,
+        )
+        evidence = {"test": "screening", **decision.to_dict(), **evidence,
+                    "blocks": blocks.block_times(tree, node, pairs)}
+        if decision.verdict is Verdict.PRUNE:
+            return NodeVerdict(NodeStatus.PRUNED, decision.reason, evidence)
+        if passed(decision):
+            return NodeVerdict(None, decision.reason, evidence, start_test=True)
+        if at_cap:
+            reason = f"no comparable evidence at the seed cap: {decision.reason}"
+            return NodeVerdict(NodeStatus.PRUNED, reason, evidence)
+        return NodeVerdict(None, decision.reason, evidence)
+    test_diffs, test_pairs = blocks.paired_differences(tree, node, parent, config, since_seq=node.test_seq)
     decision = sequential_test(
-        diffs,
-        sigma_d=estimate[0] if estimate else None,
-        df=estimate[1] if estimate else 0.0,
-        alpha=level,
-        beta=stats.beta,
-        theta=stats.theta,
-        min_effect=stats.min_effect,
-        n_min=min(stats.min_seeds, config.seeds.max),
-        n_max=config.seeds.max,
+        test_diffs, level=node.level, pool=node.test_pool, beta=stats.beta, theta=stats.theta,
+        min_effect=stats.min_effect, n_min=min(stats.min_seeds, config.seeds.max), n_max=config.seeds.max,
         confidence=stats.confidence,
     )
-    evidence = {"test": "truncated SPRT, pooled noise", **decision.to_dict(), "seeds": seeds, "diffs": diffs}
-    if mismatched:
-        evidence["fingerprint_mismatch_seeds"] = mismatched
-    if decision.verdict is Verdict.CONTINUE:
-        more = next_seeds(node, config, 1)
-        if len(node.seeds) >= config.seeds.max and mismatched:
-            reason = f"no comparable evidence at the seed cap: seeds {mismatched} ran under other fingerprints"
-            return NodeVerdict(NodeStatus.PRUNED, reason, evidence)
-        return NodeVerdict(None, decision.reason, evidence, more)
+    evidence = {
+        "test": "e-process", **decision.to_dict(), **evidence, "test_seeds": test_pairs.seeds,
+        "test_diffs": test_diffs, "blocks": blocks.block_times(tree, node, test_pairs),
+        "screening": tree.screenings.get(node.node_id, {}),
+    }
     if decision.verdict is Verdict.PRUNE:
         return NodeVerdict(NodeStatus.PRUNED, decision.reason, evidence)
+    if decision.verdict is Verdict.CONTINUE:
+        if at_cap:
+            return NodeVerdict(NodeStatus.PRUNED, f"inconclusive at the seed cap ({config.seeds.max})", evidence)
+        return NodeVerdict(None, decision.reason, evidence)
     broken = guard_violations(tree, node, parent, config)
     if broken:
         evidence["guards"] = broken
         reason = "improves the objective but breaks a guard: " + "; ".join(broken)
         return NodeVerdict(NodeStatus.PRUNED, reason, evidence)
-    if stats.confirm_seeds and node.origin == "search":
-        fresh = next_seeds(node, config, stats.confirm_seeds)
-        return NodeVerdict(None, decision.reason, evidence, fresh, confirm=True)
+    last_block = max((tree.trials[f"{node.node_id}-s{s}"].requested_seq for s in test_pairs.seeds), default=0)
+    if tree.last_drift_seq > last_block and not at_cap:
+        drift = tree.drift_events[-1]
+        reason = (f"promotion paused: drift of {drift['node_id']}'s controls was detected after its last block; "
+                  f"waiting for a block run since ({decision.reason})")
+        return NodeVerdict(None, reason, {**evidence, "paused_by_drift": drift})
     return NodeVerdict(NodeStatus.PROMOTED, decision.reason, evidence)
-
-
-def _confirm(
-    tree: SearchTree, node: Node, parent: Node, config: CampaignConfig, diffs: list[float], seeds: list[int]
-) -> NodeVerdict:
-    """The promotion stands only if the gain holds on the fresh seeds too."""
-    evidence = dict((node.decision or {}).get("evidence") or {})
-    first = dict(tree.confirmations.get(node.node_id, {}))
-    fresh = [d for d, s in zip(diffs, seeds, strict=True) if s in node.confirm_seeds]
-    evidence.update(first)
-    evidence.update({"confirm_seeds": node.confirm_seeds, "confirm_diffs": fresh, "seeds": seeds, "diffs": diffs})
-    if not fresh:
-        return NodeVerdict(NodeStatus.PRUNED, "its fresh seeds ran under other fingerprints", evidence)
-    mean = sum(fresh) / len(fresh)
-    seeds_text = ", ".join(str(s) for s in node.confirm_seeds)
-    # The fresh seeds are a few draws: they refute the promotion only when their mean falls
-    # more than one standard error below the minimum effect, which a real gain rarely does.
-    sigma_d = float(first.get("sigma_d") or 0.0)
-    tolerance = sigma_d / math.sqrt(len(fresh)) if math.isfinite(sigma_d) else 0.0
-    evidence["confirm_tolerance"] = tolerance
-    if mean > config.stats.min_effect - tolerance:
-        reason = f"{first.get('reason', 'promotion boundary crossed')}; held on fresh seeds {seeds_text} ({mean:+.4g})"
-        return NodeVerdict(NodeStatus.PROMOTED, reason, evidence)
-    reason = f"crossed the promotion boundary, but did not hold on fresh seeds {seeds_text} ({mean:+.4g})"
-    return NodeVerdict(NodeStatus.PRUNED, reason, evidence)
 
 
 def paired_differences(
     tree: SearchTree, node: Node, parent: Node, config: CampaignConfig
 ) -> tuple[list[float], list[int], list[int]]:
-    """The node's gains over its parent per shared seed (positive is better), in seed order."""
-    objective = config.objective
-    mine, theirs, mismatched = paired_values(tree, node.node_id, parent.node_id, objective)
-    sign = 1.0 if config.metrics[objective].direction == "max" else -1.0
-    seeds = sorted(s for s in mine if s in theirs)
-    return [sign * (mine[s] - theirs[s]) for s in seeds], seeds, mismatched
+    """The node's gains over its parent in its blocks (positive is better), their seeds, and the
+    seeds left out (other fingerprints, or run too far apart)."""
+    diffs, pairs = blocks.paired_differences(tree, node, parent, config)
+    return diffs, pairs.seeds, sorted(pairs.excluded)
 
 
 def noise_cohort(tree: SearchTree, node: Node, config: CampaignConfig) -> str:
@@ -247,22 +214,13 @@ def noise_cohort(tree: SearchTree, node: Node, config: CampaignConfig) -> str:
     return f"{config.objective}:"
 
 
-def next_seeds(node: Node, config: CampaignConfig, count: int) -> list[int]:
-    """The next `count` seeds the node has not run, in the campaign's sequence."""
-    out: list[int] = []
-    seed = config.seeds.start
-    while len(out) < count:
-        if seed not in node.seeds:
-            out.append(seed)
-        seed += 1
-    return out
-
-
 def guard_violations(tree: SearchTree, node: Node, parent: Node, config: CampaignConfig) -> list[str]:
     """Guards are checked on seed means, on the seeds the two nodes share."""
     problems = []
     for name, guard in config.guards.items():
-        child_values, parent_values, _ = paired_values(tree, node.node_id, parent.node_id, name)
+        pairs = blocks.paired(tree, node, parent, name, config)
+        child_values = dict(zip(pairs.seeds, pairs.child, strict=True)) or tree.completed_values(node.node_id, name)
+        parent_values = dict(zip(pairs.seeds, pairs.parent, strict=True))
         shared = sorted(set(child_values) & set(parent_values))
         if not child_values:
             problems.append(f"guard metric {name} was never reported; check the evaluate step prints it")
@@ -300,11 +258,10 @@ def _failures(tree: SearchTree, node: Node) -> str:
 
 
 def estimate_vs_root(tree: SearchTree, node_id: str, config: CampaignConfig) -> float:
-    """Paired mean gain of a node over the baseline (positive is better)."""
-    if node_id == ROOT_ID:
-        return 0.0
-    diffs = paired_differences(tree, tree.nodes[node_id], tree.root, config)[0]
-    return sum(diffs) / len(diffs) if diffs else -math.inf
+    """Estimated gain of a node over the baseline (positive is better): the sum of the paired
+    mean gains along its chain, each measured in blocks with its own parent, so drift between
+    one edge's blocks and another's does not enter."""
+    return estimate_and_se(tree, node_id, config)[0] if node_id != ROOT_ID else 0.0
 
 
 def best_node(tree: SearchTree, config: CampaignConfig) -> str | None:
@@ -333,21 +290,29 @@ def expansion_parent(tree: SearchTree, config: CampaignConfig) -> Node | None:
 
 
 def _ucb(tree: SearchTree, node: Node, config: CampaignConfig) -> float:
-    estimate, se = _estimate_and_se(tree, node.node_id, config)
+    estimate, se, _ = estimate_and_se(tree, node.node_id, config)
     spent = len(node.children) / config.search.max_children
     return estimate + config.search.exploration * se * (1.0 - spent)
 
 
-def _estimate_and_se(tree: SearchTree, node_id: str, config: CampaignConfig) -> tuple[float, float]:
+def estimate_and_se(tree: SearchTree, node_id: str, config: CampaignConfig) -> tuple[float, float, int]:
+    """A node's estimated gain over the baseline, its standard error, and the pairs behind it."""
     if node_id == ROOT_ID:
         values = list(tree.completed_values(ROOT_ID, config.objective).values())
         spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        return 0.0, spread / math.sqrt(max(1, len(values)))
-    diffs = paired_differences(tree, tree.nodes[node_id], tree.root, config)[0]
-    if not diffs:
-        return -math.inf, 0.0
-    spread = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else abs(diffs[0])
-    return float(np.mean(diffs)), spread / math.sqrt(len(diffs))
+        return 0.0, spread / math.sqrt(max(1, len(values))), 0
+    total, variance, count = 0.0, 0.0, 0
+    for step in tree.nodes[node_id].chain:
+        node = tree.nodes[step]
+        assert node.parent_id is not None
+        diffs = blocks.paired_differences(tree, node, tree.nodes[node.parent_id], config)[0]
+        if not diffs:
+            return -math.inf, 0.0, 0
+        spread = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else abs(diffs[0])
+        total += float(np.mean(diffs))
+        variance += spread * spread / len(diffs)
+        count += len(diffs)
+    return total, math.sqrt(variance), count
 
 
 def _mean_duration(tree: SearchTree, node: Node) -> float:

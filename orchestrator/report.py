@@ -6,10 +6,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from scipy import stats as sps
+
 from orchestrator.config import CampaignConfig
 from orchestrator.ledger import load_events, open_filesystem
-from orchestrator.policy import paired_values
-from orchestrator.stats import paired_comparison, summarize
+from orchestrator.policy import estimate_and_se
+from orchestrator.stats import summarize
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, SearchTree
 from trials.spec import TrialState
 
@@ -52,12 +54,13 @@ def chain_of(tree: SearchTree, node: Node) -> list[dict[str, Any]]:
 
 
 def gain_vs_baseline(tree: SearchTree, config: CampaignConfig, node_id: str) -> dict[str, Any]:
-    objective = config.objective
-    mine, theirs, _ = paired_values(tree, node_id, ROOT_ID, objective)
-    c = paired_comparison(
-        mine, theirs, direction=config.metrics[objective].direction, confidence=config.stats.confidence
-    )
-    return {"n": c.n, "mean": _clean(c.mean), "ci_low": _clean(c.ci_low), "ci_high": _clean(c.ci_high)}
+    """The node's estimated gain over the baseline: the sum of its chain's paired gains, each from
+    its own blocks, with a normal interval from their standard errors."""
+    if node_id == ROOT_ID:
+        return {"n": 0, "mean": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    mean, se, n = estimate_and_se(tree, node_id, config)
+    half = float(sps.norm.ppf(0.5 + config.stats.confidence / 2)) * se
+    return {"n": n, "mean": _clean(mean), "ci_low": _clean(mean - half), "ci_high": _clean(mean + half)}
 
 
 def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
@@ -309,12 +312,10 @@ def _comparability_details(tree: SearchTree) -> list[str]:
     differing = [f for f in Fingerprint.COMPARED if len({getattr(fp, f) for fp in prints}) > 1]
     lines = [f"They differ in: {', '.join(differing)}." if differing else ""]
     for node in tree.nodes.values():
-        seeds = ((node.decision or {}).get("evidence") or {}).get("fingerprint_mismatch_seeds")
-        if seeds:
-            lines.append(
-                f"- {node.node_id} vs {node.parent_id}: seeds {seeds} not compared (their trials ran under "
-                "different fingerprints)"
-            )
+        excluded = ((node.decision or {}).get("evidence") or {}).get("excluded_seeds") or {}
+        for why in sorted(set(excluded.values())):
+            seeds = sorted(int(seed) for seed, reason in excluded.items() if reason == why)
+            lines.append(f"- {node.node_id} vs {node.parent_id}: seeds {seeds} not compared ({why})")
     return [line for line in lines if line]
 
 

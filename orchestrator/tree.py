@@ -83,9 +83,10 @@ class Node:
     seeds: list[int] = field(default_factory=list)
     decision: dict[str, Any] | None = None
     children: list[str] = field(default_factory=list)
-    alpha_test: int = 0  # its number in the campaign's stream of tests (0: not in the stream)
-    alpha_level: float = 0.0  # the level the stream granted it
-    confirm_seeds: list[int] = field(default_factory=list)  # fresh seeds that must confirm a promotion
+    test: int = 0  # its number in the campaign's stream of tests (0: screening, or not tested)
+    level: float = 0.0  # the level the stream granted its test
+    test_pool: tuple[float, float] | None = None  # the pooled noise (ss, df) frozen when its test began
+    test_seq: int = 0  # journal position of its test's start: only blocks requested later are its test's
     created_seq: int = 0
     decided_seq: int = 0
 
@@ -102,6 +103,11 @@ class TrialRecord:
     state: TrialState = TrialState.PENDING
     attempts: int = 0
     result: TrialResult | None = None
+    block: int = 0  # the block it belongs to (0: the baseline's first seeds)
+    requested_seq: int = 0  # journal position of its request: trials are dispatched in request order
+    position: int = 0  # its place in that request
+    started_order: int = 0  # how many trials the campaign had dispatched when it last started
+    started_ts: float = 0.0
 
 
 @dataclass
@@ -130,7 +136,11 @@ class SearchTree:
         self.incumbent_id: str | None = None
         self.finished_reason: str | None = None
         self.winners: list[str] = []  # branch winners, ranked, when integration began
-        self.confirmations: dict[str, dict[str, Any]] = {}  # node -> evidence when it crossed the boundary
+        self.screenings: dict[str, dict[str, Any]] = {}  # node -> its screening evidence, when its test began
+        self.blocks: dict[int, dict[str, Any]] = {}  # block -> parent, children, seed, order, requested_seq
+        self.drift_events: list[dict[str, Any]] = []
+        self.dispatches = 0  # trials started, retries included: the campaign's clock for pairing
+        self.max_seed: int | None = None
         self.sessions: list[dict[str, Any]] = []
         self.llm_usd = 0.0  # spend of every LLM call, from llm_call events
         self.llm_calls = 0
@@ -140,6 +150,7 @@ class SearchTree:
         self.last_seq = 0
         self.last_ts = 0.0
         self._applying = 0  # seq of the event being applied
+        self._applying_ts = 0.0
         self._sink = sink
 
     # ----- writing -----------------------------------------------------------------------
@@ -167,6 +178,7 @@ class SearchTree:
         if handler is None:
             raise ValueError(f"unknown event type {event.type!r} (seq {event.seq})")
         self._applying = event.seq
+        self._applying_ts = event.ts
         handler(event.data)
         if self.sessions:
             self.sessions[-1]["last_ts"] = event.ts
@@ -192,8 +204,6 @@ class SearchTree:
             params=dict(data["params"]),
             chain=[*parent_chain, data["node_id"]] if parent_id else [],
             origin=data["origin"],
-            alpha_test=int(data.get("alpha_test", 0)),
-            alpha_level=float(data.get("alpha_level", 0.0)),
             created_seq=self._applying,
         )
         self.nodes[node.node_id] = node
@@ -201,13 +211,36 @@ class SearchTree:
             self.nodes[parent_id].children.append(node.node_id)
 
     def _on_seeds_requested(self, data: dict[str, Any]) -> None:
+        for position, seed in enumerate(data["seeds"]):
+            self._add_trial(data["node_id"], seed, 0, position)
+
+    def _on_block_requested(self, data: dict[str, Any]) -> None:
+        self.blocks[int(data["block"])] = {**data, "requested_seq": self._applying, "ts": self._applying_ts}
+        for position, node_id in enumerate(data["order"]):
+            self._add_trial(node_id, int(data["seed"]), int(data["block"]), position)
+
+    def _add_trial(self, node_id: str, seed: int, block: int, position: int) -> None:
+        node = self.nodes[node_id]
+        self.max_seed = seed if self.max_seed is None else max(self.max_seed, seed)
+        if seed in node.seeds:
+            return
+        node.seeds.append(seed)
+        tid = trial_id_for(node_id, seed)
+        self.trials.setdefault(tid, TrialRecord(tid, node_id, seed, block=block, requested_seq=self._applying,
+                                                position=position))
+
+    def _on_test_started(self, data: dict[str, Any]) -> None:
         node = self.nodes[data["node_id"]]
-        for seed in data["seeds"]:
-            if seed in node.seeds:
-                continue
-            node.seeds.append(seed)
-            tid = trial_id_for(node.node_id, seed)
-            self.trials.setdefault(tid, TrialRecord(tid, node.node_id, seed))
+        node.test = int(data["test"])
+        node.level = float(data["level"])
+        pool = data.get("pool")
+        node.test_pool = (float(pool[0]), float(pool[1])) if pool else None
+        node.test_seq = self._applying
+        if data.get("screen"):
+            self.screenings[node.node_id] = dict(data["screen"])
+
+    def _on_drift_detected(self, data: dict[str, Any]) -> None:
+        self.drift_events.append({**data, "seq": self._applying, "ts": self._applying_ts})
 
     def _on_trial_started(self, data: dict[str, Any]) -> None:
         record = self.trials[data["trial_id"]]
@@ -215,6 +248,9 @@ class SearchTree:
             return  # a finished trial is never run again
         record.state = TrialState.RUNNING
         record.attempts += 1
+        self.dispatches += 1
+        record.started_order = self.dispatches
+        record.started_ts = self._applying_ts
 
     def _on_trial_finished(self, data: dict[str, Any]) -> None:
         result = TrialResult.from_dict(data["result"])
@@ -235,10 +271,6 @@ class SearchTree:
         node.decision = dict(data)
         node.decided_seq = self._applying
 
-    def _on_confirmation_requested(self, data: dict[str, Any]) -> None:
-        node = self.nodes[data["node_id"]]
-        node.confirm_seeds = list(data["seeds"])
-        self.confirmations[node.node_id] = {"reason": data["reason"], **data["evidence"]}
 
     def _on_incumbent_changed(self, data: dict[str, Any]) -> None:
         self.incumbent_id = data["node_id"]
@@ -311,12 +343,21 @@ class SearchTree:
         return values
 
     def pending_trials(self) -> list[TrialRecord]:
-        """Trials requested but neither running nor finished, in request order."""
-        ordered: list[TrialRecord] = []
-        for node in self.nodes.values():
-            if node.status in (NodeStatus.OPEN,) or node.status.expandable:
-                ordered.extend(r for r in self.node_trials(node.node_id) if r.state is TrialState.PENDING)
-        return ordered
+        """Trials requested but neither running nor finished, in request order (a block's trials together)."""
+        waiting = [
+            r for r in self.trials.values()
+            if r.state is TrialState.PENDING and (self.nodes[r.node_id].status is NodeStatus.OPEN
+                                                   or self.nodes[r.node_id].status.expandable)
+        ]
+        return sorted(waiting, key=lambda r: (r.requested_seq, r.position))
+
+    def next_seed(self, start: int) -> int:
+        """A seed no trial of the campaign has used: every block gets its own."""
+        return start if self.max_seed is None else max(start, self.max_seed + 1)
+
+    @property
+    def last_drift_seq(self) -> int:
+        return self.drift_events[-1]["seq"] if self.drift_events else 0
 
     def running_trials(self) -> list[TrialRecord]:
         return [r for r in self.trials.values() if r.state is TrialState.RUNNING]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from orchestrator import report
 from orchestrator.config import load_config
-from orchestrator.policy import paired_values
+from orchestrator.blocks import paired
 from orchestrator.tree import ROOT_ID, SearchTree
 from tests.toy import write_config
 from trials.spec import Fingerprint, TrialResult, TrialState
@@ -34,11 +34,12 @@ def _tree() -> SearchTree:
 
 def test_mismatched_seeds_are_left_out_and_reported(tmp_path: Path) -> None:
     tree = _tree()
-    mine, theirs, mismatched = paired_values(tree, "n1", ROOT_ID, "score")
-    assert mismatched == [2] and sorted(mine) == sorted(theirs) == [0, 1]
+    config = load_config(write_config(tmp_path))
+    pairs = paired(tree, tree.nodes["n1"], tree.root, "score", config)
+    assert list(pairs.excluded) == [2] and pairs.seeds == [0, 1]
     tree.record("decision", node_id="n1", status="PRUNED", reason="futile",
-                evidence={"fingerprint_mismatch_seeds": mismatched})
-    notebook = report.notebook(load_config(write_config(tmp_path)), tree)
+                evidence={"excluded_seeds": {str(k): v for k, v in pairs.excluded.items()}})
+    notebook = report.notebook(config, tree)
     assert "Trials ran under 2 different fingerprints" in notebook
     assert "They differ in: budget_s." in notebook
-    assert "n1 vs n0: seeds [2] not compared" in notebook
+    assert "n1 vs n0: seeds [2] not compared (the two trials ran under different fingerprints)" in notebook

@@ -17,7 +17,7 @@ from orchestrator.config import CampaignConfig, load_config
 from orchestrator.integration import branch_winners
 from orchestrator.policy import implausible_findings, judge_child
 from orchestrator.search import FINISHED, SearchService
-from orchestrator.sequential import NoiseModel
+from orchestrator.noise import NoiseModel
 from orchestrator.tree import ROOT_ID, NodeStatus, SearchTree
 from tests.toy import self_reported_diff, write_self_reported_config
 from trials.runner import run_trial
@@ -33,7 +33,7 @@ def _config(bounds: tuple[float, float] = (0, 1), **stats: Any) -> CampaignConfi
         "metrics": {"acc": {"direction": "max", "role": "objective", "bounds": list(bounds)}},
         "search": {"proposers": [{"type": "random"}]},
         "seeds": {"baseline": 5, "initial": 5, "max": 5},
-        "stats": {"confirm_seeds": 0, **stats},
+        "stats": {"screen_blocks": 0, **stats},
     })
 
 

@@ -1,0 +1,104 @@
+"""Blocks: a parent and its children run on one fresh seed, together, so their difference is fair.
+
+A paired difference (child minus parent on one seed) cancels the seed's luck, but only the
+conditions the two trials shared. A parent trial run long before its child carries every drift
+in between: a machine warming up, a cache filling, other jobs on the GPU, a data mirror updated.
+So a comparison only uses a block: the parent's control trial and the children's trials on a seed
+no trial of the campaign has used, requested together and dispatched one after another (at once
+on a cluster). Several children of one parent share a block: one control serves them all. The
+parent's place in the block alternates between first and last, so that under a steady drift a
+child is as often ahead of its control as behind it.
+
+A pair is used only when both trials completed under one fingerprint and started at most
+`window` dispatches apart: a trial lost and rerun much later no longer shares its block's
+conditions. Old trials still feed the noise model (orchestrator/noise.py), never a difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.config import CampaignConfig
+from orchestrator.tree import Node, SearchTree
+
+
+def window(config: CampaignConfig) -> int:
+    """Most dispatches between the two trials of a pair: `stats.pair_window`, or enough for one
+    block of every open node and a full round of concurrent trials."""
+    if config.stats.pair_window:
+        return config.stats.pair_window
+    return 2 * (config.search.max_open_nodes + 1) + 2 * config.ray.max_concurrent
+
+
+def order(parent_id: str, children: list[str], block: int) -> list[str]:
+    """Dispatch order within a block: the control first in odd blocks, last in even ones."""
+    return [parent_id, *children] if block % 2 else [*children[::-1], parent_id]
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """A child's values and its parent's on the seeds they share in blocks, in seed order."""
+
+    seeds: list[int] = field(default_factory=list)
+    child: list[float] = field(default_factory=list)
+    parent: list[float] = field(default_factory=list)
+    blocks: list[int] = field(default_factory=list)
+    excluded: dict[int, str] = field(default_factory=dict)  # seed -> why it was not compared
+
+    def differences(self, sign: float) -> list[float]:
+        return [sign * (c - p) for c, p in zip(self.child, self.parent, strict=True)]
+
+
+def paired(
+    tree: SearchTree, node: Node, parent: Node, metric: str, config: CampaignConfig, since_seq: int = 0
+) -> Pairs:
+    """The node's and its parent's values of `metric` on the seeds where both completed within the
+    pairing window under one fingerprint; with `since_seq`, only blocks requested after it."""
+    limit = window(config)
+    out = Pairs()
+    for seed in sorted(node.seeds):
+        mine = tree.trials.get(f"{node.node_id}-s{seed}")
+        theirs = tree.trials.get(f"{parent.node_id}-s{seed}")
+        if mine is None or theirs is None or mine.requested_seq <= since_seq:
+            continue
+        if mine.result is None or theirs.result is None:
+            continue
+        if metric not in mine.result.metrics or metric not in theirs.result.metrics:
+            continue
+        if mine.result.state.value != "COMPLETE" or theirs.result.state.value != "COMPLETE":
+            continue
+        if mine.result.fingerprint.comparability_key() != theirs.result.fingerprint.comparability_key():
+            out.excluded[seed] = "the two trials ran under different fingerprints"
+            continue
+        apart = abs(mine.started_order - theirs.started_order)
+        if apart > limit:
+            out.excluded[seed] = f"the two trials started {apart} dispatches apart (window {limit})"
+            continue
+        out.seeds.append(seed)
+        out.child.append(mine.result.metrics[metric])
+        out.parent.append(theirs.result.metrics[metric])
+        out.blocks.append(mine.block)
+    return out
+
+
+def paired_differences(
+    tree: SearchTree, node: Node, parent: Node, config: CampaignConfig, since_seq: int = 0
+) -> tuple[list[float], Pairs]:
+    """The node's gains over its parent (positive is better) in its blocks, and the pairs behind them."""
+    pairs = paired(tree, node, parent, config.objective, config, since_seq)
+    sign = 1.0 if config.metrics[config.objective].direction == "max" else -1.0
+    return pairs.differences(sign), pairs
+
+
+def block_times(tree: SearchTree, node: Node, pairs: Pairs) -> list[dict[str, Any]]:
+    """When each block of a comparison ran: what the report shows beside every decision."""
+    rows = []
+    for seed, block in zip(pairs.seeds, pairs.blocks, strict=True):
+        mine = tree.trials[f"{node.node_id}-s{seed}"]
+        theirs = tree.trials[f"{node.parent_id}-s{seed}"]
+        rows.append({
+            "block": block, "seed": seed, "child_started": mine.started_ts, "parent_started": theirs.started_ts,
+            "apart": abs(mine.started_order - theirs.started_order),
+        })
+    return rows
