@@ -177,7 +177,9 @@ def sim_config(scenario: Scenario, **overrides: Any) -> CampaignConfig:
         "entrypoint": {"train": "true"},
         "metrics": {METRIC: {"direction": "max", "role": "objective"}},
         "search": {"proposers": [{"type": "random"}], "max_children": 10_000, "max_open_nodes": 2},
-        "budget": {"max_trials": scenario.budget, "max_wall_s": 1e12},
+        # A scenario is bounded by its trial budget; on the simulated clock the product's default
+        # wall budget (an hour) would end a campaign of hour-long trials after its baseline.
+        "budget": {"max_trials": scenario.budget, "max_wall_s": math.inf},
         "integration": {"enabled": False},
         "ray": {"max_concurrent": 1},
         # Synthetic candidates are distinct by construction and their hypotheses are labels, so
@@ -206,9 +208,9 @@ def simulate(
     """One campaign; the tree it grew (its events go to `sink`) and its score."""
     truth = _Truth(scenario, np.random.default_rng(seed))
     truth.add_node("n0", 0.0)
-    clock = [0.0]
-    tree = SearchTree(sink=sink)
-    engine = SearchEngine(config, tree, [_SyntheticProposer(truth)], _SyntheticWorkspace(truth), clock=lambda: clock[0])
+    clock = [0.0]  # simulated seconds: events, elapsed time and the wall budget all read it
+    tree = SearchTree(sink=sink, clock=lambda: clock[0])
+    engine = SearchEngine(config, tree, [_SyntheticProposer(truth)], _SyntheticWorkspace(truth))
     engine.start({}, "n0")
     tree.record("session_started", ts=0.0, resumed=False)
     running: list[tuple[float, int, str, str, dict[str, Any]]] = []
@@ -226,7 +228,7 @@ def simulate(
             gpu_hours += duration
             trials += 1
             order += 1
-            heapq.heappush(running, (clock[0] + duration, order, record.trial_id, dispatch.token, result))
+            heapq.heappush(running, (clock[0] + duration * 3600.0, order, record.trial_id, dispatch.token, result))
         if not running:
             if engine.next_trial() == FINISHED:
                 break
