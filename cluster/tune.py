@@ -34,7 +34,9 @@ class TreeSearcher(Searcher):
         super().__init__(metric=None, mode=None)
         self._actor_name = actor_name
         self._actor = ray.get_actor(actor_name, namespace=NAMESPACE)
-        self._dispatched: dict[str, tuple[str, str]] = {}  # Tune's trial id -> arborist's, and its token
+        # Tune's trial id -> arborist's, and its token: a translation, never a count of trials in
+        # flight (the tree actor's journal counts those).
+        self._dispatched: dict[str, tuple[str, str]] = {}
         self._next_poll = 0.0
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]

@@ -248,7 +248,7 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps({k: data[k] for k in keys}, indent=2))
         return 0
     progress = {
-        "name": config.name, "phase": tree.phase.value, "running": len(tree.running_trials()),
+        "name": config.name, "phase": tree.phase.value, "running": tree.trials_running(),
         "counts": tree.counts(), "incumbent": _incumbent_brief(data),
         "trials_spent": tree.trials_spent(), "max_trials": config.budget.max_trials,
         "integration_spent": tree.trials_spent(integration=True),

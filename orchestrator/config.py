@@ -111,24 +111,23 @@ class ParamConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamConfig:
+        # Imported here: admission reads configs, so it imports this module.
+        from orchestrator.admission import value_problem
+
         if self.type == "choice":
             if not self.values:
                 raise ValueError("type: choice needs a non-empty list `values`")
-            if self.default not in self.values:
-                raise ValueError(f"default {self.default!r} is not one of values {self.values}")
-            return self
-        if self.low is None or self.high is None:
-            raise ValueError(f"type: {self.type} needs `low` and `high`")
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError("log: true needs low > 0")
-        if isinstance(self.default, bool) or not isinstance(self.default, int | float):
-            raise ValueError(f"default {self.default!r} must be a number")
-        if self.type == "int" and int(self.default) != self.default:
-            raise ValueError(f"default {self.default!r} must be an integer")
-        if not self.low <= self.default <= self.high:
-            raise ValueError(f"default {self.default} is outside [{self.low}, {self.high}]")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"type: {self.type} needs `low` and `high`")
+            if not self.low < self.high:
+                raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError("log: true needs low > 0")
+        # The default is the root's setting: held to the rules of every other value.
+        problem = value_problem(self, self.default)
+        if problem:
+            raise ValueError(f"default {problem}")
         return self
 
 

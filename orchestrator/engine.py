@@ -7,13 +7,12 @@ simulator (synthetic ones) drive the same engine, so the simulator measures the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from orchestrator import blocks, drift, integration, policy
+from orchestrator import admission, blocks, drift, integration, policy
 from orchestrator.change import Change
-from orchestrator.config import ASPECTS, CampaignConfig
+from orchestrator.config import CampaignConfig
 from orchestrator.dispatch import Dispatch, new_token, result_problems, shown, token_matches
 from orchestrator.fdr import ELond, expected_tests
 from orchestrator.memory import Memory
@@ -21,7 +20,6 @@ from orchestrator.noise import NoiseModel
 from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
 from orchestrator.proposers.queue import QueueFileError
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, Proposal, SearchTree, TrialRecord
-from trials.patch import diff_notes, size_problem
 from trials.spec import FailureStage, TrialResult, TrialState
 
 FINISHED = "FINISHED"
@@ -51,7 +49,7 @@ class SearchEngine:
         proposers: list[Proposer],
         workspace: Workspace,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         on_finish: Callable[[], None] | None = None,
         embed: Callable[[list[str]], list[list[float]]] | None = None,
         verdicts: Callable[[], list[dict[str, Any]]] | None = None,
@@ -64,10 +62,14 @@ class SearchEngine:
         self._invalid_keys: dict[str, str] = {}  # exact key of a screened-out proposal -> its id
         self.noise = NoiseModel()
         self.tests = self._new_error_control()
-        self._clock = clock
+        # One clock for event stamps and budgets, so elapsed time is measured on one scale.
+        self._clock = clock if clock is not None else tree.clock
         self._on_finish = on_finish
         self._verdicts = verdicts  # a person's approve/reject of suspect nodes, read at each step
-        self._in_flight: dict[str, str] = {}  # trial id -> the token its result must come back with
+        # Trial id -> the token its result must come back with. How many trials run is the
+        # tree's count (trials_running): these are the same trials, but the tokens are secrets that
+        # never reach the journal, and only this session's dispatches may report.
+        self._in_flight: dict[str, str] = {}
         self._reported: dict[str, str] = {}  # trial id -> the token of the report taken for it
         self._refusals = 0
         self._last_proposer_error: dict[str, str] = {}
@@ -309,9 +311,9 @@ class SearchEngine:
         return self.config.budget.max_trials - self.tree.trials_spent()
 
     def _search_step(self) -> None:
-        stop = policy.search_stop_reason(self.tree, self.config, time.time())
+        stop = policy.search_stop_reason(self.tree, self.config, self._clock())
         if stop is not None:
-            if self._in_flight:
+            if self.running:
                 return  # let running trials report before closing the search
             for node in self.tree.open_nodes():
                 self.tree.record(
@@ -322,12 +324,11 @@ class SearchEngine:
             self._begin_integration(stop)
             return
         while len(self.tree.open_nodes()) < self.config.search.max_open_nodes:
-            waiting = [r for r in self.tree.pending_trials() if r.trial_id not in self._in_flight]
-            if len(waiting) >= self.config.ray.max_concurrent:
+            if len(self.tree.pending_trials()) >= self.config.ray.max_concurrent:
                 return  # enough queued work; expand later with fresher evidence
             if not self._expand():
                 break
-        if not self.tree.open_nodes() and not self._in_flight:
+        if not self.tree.open_nodes() and not self.running:
             if self._any_busy():
                 return  # an LLM is drafting: wait for it rather than end the search
             # Drafts rejected a moment ago may have changed a proposer's mind (a hybrid falls back
@@ -434,53 +435,28 @@ class SearchEngine:
     def _admit(self, parent: Node, change: Change, proposer: Proposer | None) -> Node | None:
         """Screen a proposal; create its node if it passes, else journal why not."""
         proposal_id = self.tree.next_proposal_id()
-        # A graft re-applies changes already tried, on purpose: memory does not judge it.
-        remembered = change.proposer != integration.PROPOSER
-        memory: dict[str, Any] = {}
-        duplicate, reason, key = None, "", ""
-        # Size first: the memory's keys and git read the whole diff, a hostile one of megabytes
-        # or 100,000 lines would stall the campaign there.
-        too_large = size_problem(change.diff, self.config.limits) if change.kind == "code" else ""
-        notes = diff_notes(change.diff) if change.kind == "code" and not too_large else []
-        extra: dict[str, Any] = {"notes": notes} if notes else {}
-        if too_large:
-            reason = too_large
-        elif remembered:
-            sources = self.workspace.sources(parent, change) if change.kind == "code" else None
-            entry = self.memory.entry(change, parent.node_id, parent.params, sources)
-            key = entry.key
-            verdict = self.memory.check(entry)
-            memory = verdict.to_dict()
-            if verdict.duplicate:
-                duplicate, reason = verdict.duplicate_of, f"duplicate of {verdict.duplicate_of}: {verdict.reason}"
-            elif key in self._invalid_keys:
-                reason = f"repeats {self._invalid_keys[key]}, which was rejected as invalid"
-            else:
-                reason = self._screen(parent, change)
-            # Memory holds ideas that were judged or tested; an invalid diff only blocks itself,
-            # so a repaired version of the same idea can still come in.
-            if not reason or duplicate:
-                self.memory.remember(entry, proposal_id)
-            elif key not in self._invalid_keys:
-                self._invalid_keys[key] = proposal_id
-        else:
-            reason = self._screen(parent, change)
-        if reason:
+        verdict = admission.screen(self.config, self.memory, self._invalid_keys, self.workspace, parent, change)
+        if verdict.remember is not None:
+            self.memory.remember(verdict.remember, proposal_id)
+        elif verdict.invalid:
+            self._invalid_keys.setdefault(verdict.key, proposal_id)
+        extra: dict[str, Any] = {"notes": list(verdict.notes)} if verdict.notes else {}
+        if not verdict.accepted:
             self.tree.record(
                 "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),
-                verdict="rejected", reason=reason, node_id=None, duplicate_of=duplicate, memory=memory,
-                memory_key=key, **extra,
+                verdict="rejected", reason=verdict.reason, node_id=None, duplicate_of=verdict.duplicate_of,
+                memory=verdict.memory, memory_key=verdict.key, **extra,
             )
             if proposer is not None:
-                proposer.observe(change, Outcome("REJECTED", None, reason, duplicate))
+                proposer.observe(change, Outcome("REJECTED", None, verdict.reason, verdict.duplicate_of))
             return None
         node_id = self.tree.next_node_id()
         params = {**parent.params, **change.params}
         commit = self.workspace.commit(parent, node_id, change, params)
         self.tree.record(
             "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),
-            verdict="accepted", reason="", node_id=node_id, duplicate_of=None, memory=memory, memory_key=key,
-            **extra,
+            verdict="accepted", reason="", node_id=node_id, duplicate_of=None, memory=verdict.memory,
+            memory_key=verdict.key, **extra,
         )
         origin = "integration" if change.proposer == integration.PROPOSER else "search"
         self.tree.record(
@@ -492,30 +468,6 @@ class SearchEngine:
             self._start_test(node, {})  # a graft re-tests changes already screened and promoted
         return node  # its blocks are requested with its siblings' (_schedule_blocks)
 
-    def _screen(self, parent: Node, change: Change) -> str:
-        if change.kind == "params":
-            return self._screen_params(change)
-        if change.proposer != integration.PROPOSER and change.aspect not in ASPECTS:
-            several = [a for a in ASPECTS if a in change.aspect]
-            if len(several) > 1:
-                return f"declares several aspects ({', '.join(several)}); a change has exactly one aspect"
-            return f"aspect {change.aspect!r} is not one of {', '.join(ASPECTS)}"
-        return self.workspace.check(parent, change)
-
-    def _screen_params(self, change: Change) -> str:
-        if change.proposer != integration.PROPOSER and len(change.params) != 1:
-            return f"changes {len(change.params)} hyperparameters at once; a change alters exactly one"
-        for name, value in change.params.items():
-            spec = self.config.params.get(name)
-            if spec is None:
-                return f"unknown hyperparameter {name!r}; declared: {', '.join(sorted(self.config.params))}"
-            if spec.type == "choice" and value not in (spec.values or []):
-                return f"{name}={value!r} is not one of {spec.values}"
-            if spec.type != "choice":
-                assert spec.low is not None and spec.high is not None
-                if not isinstance(value, int | float) or not spec.low <= value <= spec.high:
-                    return f"{name}={value!r} is outside [{spec.low}, {spec.high}]"
-        return ""
 
     def _begin_integration(self, reason: str) -> None:
         winners = integration.branch_winners(self.tree, self.config)
@@ -565,10 +517,8 @@ class SearchEngine:
         """The next trial to run (marked started, with a fresh token), None to wait, or FINISHED."""
         self._advance()
         if self.tree.phase is Phase.DONE:
-            return FINISHED if not self._in_flight else None
+            return FINISHED if not self.running else None
         for record in self.tree.pending_trials():
-            if record.trial_id in self._in_flight:
-                continue
             if self.tree.phase is Phase.SEARCH and self._search_budget_left() <= 0:
                 return None
             self.tree.record("trial_started", trial_id=record.trial_id, node_id=record.node_id, seed=record.seed)
@@ -601,7 +551,7 @@ class SearchEngine:
         elif record.attempts >= MAX_LOST:
             failed = TrialResult(
                 trial_id=trial_id, node_id=record.node_id, seed=record.seed, state=TrialState.FAIL,
-                failure_stage=FailureStage.SETUP, finished_at=time.time(),
+                failure_stage=FailureStage.SETUP, finished_at=self._clock(),
                 message=f"the trial's worker was lost {record.attempts} times (Ray error); check the cluster",
             )
             self.tree.record("trial_finished", result=failed.to_dict())
@@ -662,7 +612,8 @@ class SearchEngine:
 
     @property
     def running(self) -> int:
-        return len(self._in_flight)
+        """Trials dispatched and not yet reported."""
+        return self.tree.trials_running()
 
     def progress(self) -> dict[str, Any]:
         tree = self.tree
@@ -671,13 +622,13 @@ class SearchEngine:
             "name": self.config.name,
             "phase": tree.phase.value,
             "finished_reason": tree.finished_reason,
-            "running": len(self._in_flight),
+            "running": tree.trials_running(),
             "counts": tree.counts(),
             "trials_spent": tree.trials_spent(),
             "max_trials": self.config.budget.max_trials,
             "integration_spent": tree.trials_spent(integration=True),
             "integration_max": self.config.integration.max_trials,
-            "elapsed_s": tree.elapsed_s(time.time()),
+            "elapsed_s": tree.elapsed_s(self._clock()),
             "max_wall_s": self.config.budget.max_wall_s,
             "incumbent": None if incumbent is None else {
                 "node_id": incumbent.node_id,

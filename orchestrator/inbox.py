@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from yaml.emitter import ScalarAnalysis
 
+from orchestrator.admission import Fault, aspect_problem, compact, declared_value, value_fault, value_problem
 from orchestrator.config import ASPECTS, CampaignConfig, ParamConfig
 from orchestrator.proposers.queue import QueueFileError, load_queue
 from trials.locks import file_lock
@@ -154,8 +155,9 @@ def _item(
             )
         return {"aspect": name, "hypothesis": hypothesis.strip(), "params": {name: _checked_value(config, name, value)}}
     assert diff is not None
-    if aspect is None or aspect not in ASPECTS:
-        given = "" if aspect is None else f" ({aspect!r} is not one)"
+    problem = "" if aspect is None else aspect_problem(aspect)
+    if aspect is None or problem:
+        given = f" ({problem})" if problem else ""
         raise InjectError(f"a code change needs --aspect, one of: {', '.join(ASPECTS)}{given}")
     problems = validate_diff(
         diff, protected=config.protected, editable=config.editable, limits=config.limits
@@ -172,30 +174,27 @@ def _checked_value(config: CampaignConfig, name: str, value: Any) -> Any:
         declared = ", ".join(sorted(config.params)) or "none"
         raise InjectError(f"--param {name}: not a declared hyperparameter (declared: {declared})")
     if spec.type == "choice":
-        return _declared_choice(spec, name, value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InjectError(f"--param {name}={value!r}: a number is expected")
-    assert spec.low is not None and spec.high is not None
-    if not spec.low <= value <= spec.high:
-        raise InjectError(f"--param {name}={value}: outside its range [{spec.low:g}, {spec.high:g}]")
-    if spec.type == "int":
-        if int(value) != value:
-            raise InjectError(f"--param {name}={value}: an integer is expected")
-        return int(value)
-    return float(value)
+        value = _spelled_choice(spec, value)
+    fault = value_fault(spec, value)
+    if fault is Fault.OUT_OF_RANGE:
+        assert spec.low is not None and spec.high is not None
+        raise InjectError(f"--param {name}={value}: outside its range [{compact(spec.low)}, {compact(spec.high)}]")
+    if fault is not None:
+        raise InjectError(f"--param {name}={value!r}: {value_problem(spec, value, number=compact)}")
+    return declared_value(spec, value)
 
 
-def _declared_choice(spec: ParamConfig, name: str, value: Any) -> Any:
-    values = spec.values or []
-    for declared in values:
-        # True == 1 in Python, but a bool is not the choice 1.
-        if isinstance(declared, bool) == isinstance(value, bool) and declared == value:
-            return declared
-    # YAML reads `on` as True and `1` as 1; a declared "on" or "1" is what the person meant.
-    spelled = [v for v in values if isinstance(v, str) and not isinstance(value, str) and _reads_as(v, value)]
-    if len(spelled) == 1:
-        return spelled[0]
-    raise InjectError(f"--param {name}={value!r}: not one of {values}")
+def _spelled_choice(spec: ParamConfig, value: Any) -> Any:
+    """The declared choice a value typed on the command line means, else the value as read.
+
+    YAML reads `on` as True and `1` as 1; a declared "on" or "1" is what the person meant.
+    """
+    if value_fault(spec, value) is None:
+        return value
+    if isinstance(value, str):
+        return value
+    spelled = [v for v in spec.values or [] if isinstance(v, str) and _reads_as(v, value)]
+    return spelled[0] if len(spelled) == 1 else value
 
 
 def _reads_as(text: str, value: Any) -> bool:

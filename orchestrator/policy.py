@@ -323,7 +323,7 @@ def _mean_duration(tree: SearchTree, node: Node) -> float:
 def search_stop_reason(tree: SearchTree, config: CampaignConfig, now: float) -> str | None:
     """The first stopping criterion that holds, in words, or None."""
     budget = config.budget
-    spent = sum(1 for r in tree.trials.values() if r.state is not TrialState.PENDING)
+    spent = tree.trials_spent()
     if spent >= budget.max_trials:
         return f"trial budget reached ({spent} of {budget.max_trials})"
     if tree.elapsed_s(now) >= budget.max_wall_s:

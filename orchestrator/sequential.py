@@ -245,7 +245,9 @@ def sequential_test(
     e_value = math.exp(min(log_e, 700.0))
     # Futility reads the ratio at theta alone: averaged with the smallest alternative, the e-value
     # of a change that does nothing decays too slowly to stop it before the seed cap.
-    log_e_theta = log_e_value(values, min_effect=min_effect, pool_ss=pool_ss, pool_df=pool_df, theta=theta, deltas=(1.0,))
+    log_e_theta = log_e_value(
+        values, min_effect=min_effect, pool_ss=pool_ss, pool_df=pool_df, theta=theta, deltas=(1.0,)
+    )
     threshold = 1.0 / level if level > 0 else math.inf
     sigma, df = _noise(values, pool)
     z = _standardized(n, mean - min_effect, sigma)
@@ -269,7 +271,8 @@ def sequential_test(
     if log_e_theta <= math.log(beta):
         if high < 0.0:
             return out(Verdict.PRUNE, RULE_WORSE, "worse than the parent")
-        return out(Verdict.PRUNE, RULE_FUTILITY, f"futile: a gain of theta sigma_d is {1 / beta:g} times less likely than none")
+        why = f"futile: a gain of theta sigma_d is {1 / beta:g} times less likely than none"
+        return out(Verdict.PRUNE, RULE_FUTILITY, why)
     if n >= n_max:
         return out(Verdict.PRUNE, RULE_CAP, f"inconclusive at the seed cap ({n_max})")
     if e_value >= threshold:

@@ -363,7 +363,9 @@ def sim_config(scenario: Scenario, **overrides: Any) -> CampaignConfig:
         "entrypoint": {"train": "true"},
         "metrics": {METRIC: {"direction": "max", "role": "objective"}},
         "search": {"proposers": [{"type": "random"}], "max_children": 10_000, "max_open_nodes": 2},
-        "budget": {"max_trials": scenario.budget, "max_wall_s": 1e12},
+        # A scenario is bounded by its trial budget; on the simulated clock the product's default
+        # wall budget (an hour) would end a campaign of hour-long trials after its baseline.
+        "budget": {"max_trials": scenario.budget, "max_wall_s": math.inf},
         "integration": {"enabled": False},
         "ray": {"max_concurrent": 1},
         # Synthetic candidates are distinct by construction and their hypotheses are labels, so
@@ -407,9 +409,9 @@ def _campaign(
     config: CampaignConfig, scenario: Scenario, seed: int, sink: Callable[[Event], None] | None = None
 ) -> tuple[SearchTree, _Truth, CampaignOutcome]:
     truth = _Truth.for_campaign(scenario, seed)
-    clock = [0.0]
-    tree = SearchTree(sink=sink)
-    engine = SearchEngine(config, tree, [_SyntheticProposer(truth)], _SyntheticWorkspace(truth), clock=lambda: clock[0])
+    clock = [0.0]  # simulated seconds: events, elapsed time and the wall budget all read it
+    tree = SearchTree(sink=sink, clock=lambda: clock[0])
+    engine = SearchEngine(config, tree, [_SyntheticProposer(truth)], _SyntheticWorkspace(truth))
     engine.start({}, ROOT)
     tree.record("session_started", ts=0.0, resumed=False)
     running: list[tuple[float, int, str, str, dict[str, Any], int]] = []
@@ -428,7 +430,9 @@ def _campaign(
             duration = truth.durations[record.node_id]
             gpu_hours += duration
             trials += 1
-            heapq.heappush(running, (clock[0] + duration, trials, record.trial_id, dispatch.token, result, machine))
+            heapq.heappush(
+                running, (clock[0] + duration * 3600.0, trials, record.trial_id, dispatch.token, result, machine)
+            )
         if not running:
             if engine.next_trial() == FINISHED:
                 break

@@ -127,7 +127,7 @@ def trial_id_for(node_id: str, seed: int) -> str:
 
 
 class SearchTree:
-    def __init__(self, sink: Callable[[Event], None] | None = None) -> None:
+    def __init__(self, sink: Callable[[Event], None] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.nodes: dict[str, Node] = {}
         self.trials: dict[str, TrialRecord] = {}
         self.proposals: list[Proposal] = []
@@ -152,19 +152,26 @@ class SearchTree:
         self._applying = 0  # seq of the event being applied
         self._applying_ts = 0.0
         self._sink = sink
+        self.clock = clock  # stamps events; a simulated campaign runs on simulated time
+        self._running = 0  # trials in the RUNNING state: kept as events apply, as it is read at every step
 
     # ----- writing -----------------------------------------------------------------------
     def record(self, type_: str, **data: Any) -> Event:
         """Apply a new event and hand it to the journal sink."""
-        event = Event(seq=self.last_seq + 1, ts=time.time(), type=type_, data=data)
+        event = Event(seq=self.last_seq + 1, ts=self.clock(), type=type_, data=data)
         self.apply(event)
         if self._sink is not None:
             self._sink(event)
         return event
 
     @classmethod
-    def replay(cls, events: Iterable[Event], sink: Callable[[Event], None] | None = None) -> SearchTree:
-        tree = cls()
+    def replay(
+        cls,
+        events: Iterable[Event],
+        sink: Callable[[Event], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> SearchTree:
+        tree = cls(clock=clock)
         with paused_gc():
             for event in sorted(events, key=lambda e: e.seq):
                 tree.apply(event)
@@ -246,7 +253,7 @@ class SearchTree:
         record = self.trials[data["trial_id"]]
         if record.state.is_finished():
             return  # a finished trial is never run again
-        record.state = TrialState.RUNNING
+        self._set_state(record, TrialState.RUNNING)
         record.attempts += 1
         self.dispatches += 1
         record.started_order = self.dispatches
@@ -257,13 +264,17 @@ class SearchTree:
         record = self.trials[result.trial_id]
         if record.state.is_finished():
             return  # reported twice (a retried report): recorded once
-        record.state = result.state
+        self._set_state(record, result.state)
         record.result = result
 
     def _on_trial_lost(self, data: dict[str, Any]) -> None:
         record = self.trials[data["trial_id"]]
         if not record.state.is_finished():
-            record.state = TrialState.PENDING
+            self._set_state(record, TrialState.PENDING)
+
+    def _set_state(self, record: TrialRecord, state: TrialState) -> None:
+        self._running += (state is TrialState.RUNNING) - (record.state is TrialState.RUNNING)
+        record.state = state
 
     def _on_decision(self, data: dict[str, Any]) -> None:
         node = self.nodes[data["node_id"]]
@@ -360,7 +371,19 @@ class SearchTree:
         return self.drift_events[-1]["seq"] if self.drift_events else 0
 
     def running_trials(self) -> list[TrialRecord]:
+        """Trials started and not yet reported, in request order."""
+        if not self._running:
+            return []
         return [r for r in self.trials.values() if r.state is TrialState.RUNNING]
+
+    def trials_running(self) -> int:
+        """How many trials run now, as the journal says: the one count of trials in flight.
+
+        Within a session these are exactly the trials the engine holds dispatch tokens for
+        (a token is handed out with trial_started and taken back with the report); a journal
+        read after a crash still counts the trials the dead session had started.
+        """
+        return self._running
 
     def finished_trials(self) -> list[TrialRecord]:
         return [r for r in self.trials.values() if r.state.is_finished()]

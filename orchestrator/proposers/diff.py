@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from orchestrator.admission import aspect_problem
 from orchestrator.change import Change
 from orchestrator.config import ASPECTS, CampaignConfig, ProposerConfig
 from orchestrator.proposers.drafting import BatchResult, draft_batch
@@ -116,14 +117,10 @@ class CodeDrafter:
     # ----- checking one item ---------------------------------------------------------------
     def check(self, item: dict[str, Any], commit: str, request: dict[str, Any]) -> tuple[Change | None, str]:
         aspect, hypothesis, diff = item.get("aspect"), item.get("hypothesis"), item.get("diff")
-        if isinstance(aspect, list) or (isinstance(aspect, str) and aspect not in ASPECTS):
-            named = aspect if isinstance(aspect, list) else [a for a in ASPECTS if a in str(aspect)]
-            if len(named) > 1:
-                several = ", ".join(map(str, named))
-                return None, f"declares several aspects ({several}); split it into separate proposals"
-            return None, f"aspect {aspect!r} is not one of {', '.join(ASPECTS)}"
-        if not isinstance(aspect, str):
-            return None, f"missing aspect; use one of {', '.join(ASPECTS)}"
+        problem = aspect_problem(aspect)
+        if problem:
+            return None, problem
+        assert isinstance(aspect, str)
         if not isinstance(hypothesis, str) or not hypothesis.strip():
             return None, "missing hypothesis (one sentence: what changes and why)"
         if not isinstance(diff, str) or not diff.strip():

@@ -4,9 +4,9 @@ K proposals back, each changing one hyperparameter within the declared space."""
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
+from orchestrator.admission import compact, declared_value, param_problem
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig, ParamConfig, ProposerConfig
 from orchestrator.proposers.drafting import BatchResult, draft_batch
@@ -71,12 +71,11 @@ class ParamsDrafter:
 
     def check(self, item: dict[str, Any], parent: dict[str, Any], request: dict[str, Any]) -> tuple[Change | None, str]:
         name, value = item.get("param"), item.get("value")
-        if not isinstance(name, str) or name not in self._config.params:
-            return None, f"param {name!r} is not declared; declared: {', '.join(sorted(self._config.params))}"
-        spec = self._config.params[name]
-        value, problem = _coerce(spec, value)
+        name = name if isinstance(name, str) else repr(name)  # a JSON list is no key, as text it is undeclared
+        problem = param_problem(self._config.params, name, value, number=compact)
         if problem:
-            return None, f"{name}: {problem}"
+            return None, problem
+        value = declared_value(self._config.params[name], value)
         if value == parent.get(name):
             return None, f"{name} is already {value!r} in the parent; propose a different value"
         hypothesis = str(item.get("hypothesis") or f"set {name} to {value}").strip()
@@ -91,20 +90,3 @@ def _describe(spec: ParamConfig) -> str:
         return f"one of {spec.values} (default {spec.default!r})"
     scale = ", log scale" if spec.log else ""
     return f"{spec.type} in [{spec.low:g}, {spec.high:g}]{scale} (default {spec.default})"
-
-
-def _coerce(spec: ParamConfig, value: Any) -> tuple[Any, str]:
-    if spec.type == "choice":
-        if value not in (spec.values or []):
-            return None, f"{value!r} is not one of {spec.values}"
-        return value, ""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None, f"{value!r} is not a number"
-    assert spec.low is not None and spec.high is not None
-    if not spec.low <= value <= spec.high:
-        return None, f"{value} is outside [{spec.low:g}, {spec.high:g}]"
-    if spec.type == "int":
-        if int(value) != value:
-            return None, f"{value} is not an integer"
-        return int(value), ""
-    return float(value), ""

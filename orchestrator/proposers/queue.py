@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.admission import delta_problem
 from orchestrator.change import Change
 from orchestrator.proposers.base import Outcome, ProposalContext, ProposerEvent
 from orchestrator.yamlfile import YamlFileError, load_yaml
@@ -47,8 +48,11 @@ def load_queue(path: Path) -> list[dict[str, Any]]:
         sources = [k for k in ("diff", "diff_file", "params") if item.get(k)]
         if len(sources) != 1:
             raise QueueFileError(f"{where} ({item['id']}): give exactly one of diff, diff_file or params")
-        if item.get("params") is not None and (not isinstance(item["params"], dict) or len(item["params"]) != 1):
-            raise QueueFileError(f"{where} ({item['id']}): params must change exactly one hyperparameter")
+        if item.get("params") is not None:
+            params = item["params"]
+            problem = delta_problem(params) if isinstance(params, dict) else "is not a mapping of name to value"
+            if problem:
+                raise QueueFileError(f"{where} ({item['id']}): params {problem}")
         if not item.get("params") and not item.get("aspect"):
             raise QueueFileError(f"{where} ({item['id']}): a code change needs an aspect")
         if item["id"] in seen:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator import report
-from orchestrator.config import load_config
 from orchestrator.blocks import paired
+from orchestrator.config import load_config
 from orchestrator.tree import ROOT_ID, SearchTree
 from tests.toy import write_config
 from trials.spec import Fingerprint, TrialResult, TrialState

@@ -9,6 +9,8 @@ from orchestrator.simulator import (
     default_sim_config,
     greedy_campaign,
     random_search_campaign,
+    sim_config,
+    simulate,
     simulate_campaign,
     summarize,
 )
@@ -59,7 +61,6 @@ def test_concurrent_campaigns_run_on_a_simulated_clock() -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from orchestrator.simulator import simulate  # noqa: E402
 from orchestrator.tree import Event, NodeStatus, SearchTree  # noqa: E402
 
 
@@ -84,3 +85,14 @@ def test_every_decision_satisfies_its_rule_and_replays(seed: int, name: str) -> 
             assert evidence.get("rule") in {"futility", "worse", "seed cap", "upper boundary"}
     replayed = SearchTree.replay(journal)
     assert (replayed.nodes, replayed.trials, replayed.incumbent_id) == (tree.nodes, tree.trials, tree.incumbent_id)
+
+
+def test_a_wall_budget_stops_a_simulated_campaign_on_simulated_time() -> None:
+    wall_s = 20 * 3600.0  # about 20 of the scenario's hour-long trials, one at a time
+    config = sim_config(SMALL, budget={"max_wall_s": wall_s})
+    tree, outcome = simulate(config, SMALL, seed=3)
+    assert tree.finished_reason is not None and "wall-clock budget reached" in tree.finished_reason
+    # It ran well past its baseline (real time, a wall-clock date, would stop it at once) and
+    # stopped once simulated time ran out, long before the trial budget.
+    assert config.seeds.baseline < outcome.trials < SMALL.budget
+    assert wall_s <= tree.elapsed_s() < wall_s + 10 * 3600.0

@@ -15,9 +15,9 @@ from orchestrator.campaign import prepare
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig, load_config
 from orchestrator.integration import branch_winners
+from orchestrator.noise import NoiseModel
 from orchestrator.policy import implausible_findings, judge_child
 from orchestrator.search import FINISHED, SearchService
-from orchestrator.noise import NoiseModel
 from orchestrator.tree import ROOT_ID, NodeStatus, SearchTree
 from tests.toy import self_reported_diff, write_self_reported_config
 from trials.runner import run_trial

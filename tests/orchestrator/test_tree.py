@@ -65,7 +65,7 @@ def test_replay_rebuilds_the_same_state(ops: list[tuple[str, int, int]]) -> None
 @settings(max_examples=60, deadline=None)
 @given(OPS)
 def test_tree_invariants(ops: list[tuple[str, int, int]]) -> None:
-    tree, _ = _grow(ops)
+    tree, journal = _grow(ops)
     for node in tree.nodes.values():
         if node.parent_id is not None:
             assert node.parent_id in tree.nodes
@@ -76,6 +76,9 @@ def test_tree_invariants(ops: list[tuple[str, int, int]]) -> None:
     for record in tree.trials.values():
         if record.result is not None:
             assert record.state is record.result.state  # a finished trial keeps its first result
+    running = [r.trial_id for r in tree.trials.values() if r.state is TrialState.RUNNING]
+    assert tree.trials_running() == len(running) and [r.trial_id for r in tree.running_trials()] == running
+    assert SearchTree.replay(journal).trials_running() == len(running)
 
 
 def test_a_trial_reported_twice_is_recorded_once() -> None:
@@ -140,3 +143,14 @@ def test_pending_trials_run_oldest_node_first() -> None:
     tree.record("seeds_requested", node_id="n1", seeds=[0, 1])
     order = [r.node_id for r in tree.pending_trials()]
     assert order == [ROOT_ID, ROOT_ID, "n1", "n1", "n2", "n2"]
+
+
+def test_events_are_stamped_by_the_trees_clock() -> None:
+    now = [100.0]
+    journal: list[Event] = []
+    tree = SearchTree(sink=journal.append, clock=lambda: now[0])
+    tree.record("session_started", ts=now[0], resumed=False)
+    now[0] = 250.0
+    tree.record("note", message="later")
+    assert [e.ts for e in journal] == [100.0, 250.0]
+    assert tree.elapsed_s() == 150.0
