@@ -148,7 +148,9 @@ def _judge_evidence(tree: SearchTree, node: Node, config: CampaignConfig, noise:
     evidence: dict[str, Any] = {"seeds": pairs.seeds, "diffs": diffs}
     if pairs.excluded:
         evidence["excluded_seeds"] = {str(seed): why for seed, why in pairs.excluded.items()}
-    at_cap = len(node.seeds) >= config.seeds.max
+    # seeds.max caps the test's seeds; screening's come on top, so screening never eats the test.
+    screened = stats.screen_blocks if node.origin == "search" else 0
+    at_cap = len(node.seeds) >= config.seeds.max + screened
     if not node.test:
         if node.origin != "search" or stats.screen_blocks == 0:
             return NodeVerdict(None, "enters its test without screening", evidence, start_test=True)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 from scipy import special as spsp
 
 from orchestrator.stats import Verdict
@@ -34,7 +35,10 @@ FDR = 0.10  # bound on the false-discovery rate of promotions (orchestrator/fdr.
 W0 = 0.05  # bound on P(any promotion) in a campaign whose every change is null
 BETA = 0.2  # futility: stop when the ratio at theta falls to this
 THETA = 0.7  # centre of the alternatives, in sds of one paired difference
-DELTAS = (0.5, 1.0, 2.0)  # the alternatives averaged over, as multiples of theta
+# The alternatives, as multiples of theta, and their weights: most mass near theta, where real
+# changes are; some on large multiples, so that a large gain is provable on a handful of seeds
+# (the scale-invariant ratio is bounded for a given number of seeds and delta).
+DELTAS = ((0.5, 0.3), (1.0, 0.3), (2.0, 0.2), (4.0, 0.1), (8.0, 0.1))
 SCREEN_BLOCKS = 2  # blocks a child is screened on
 SCREEN_Z = 0.5  # standardized screening gain needed to enter the test
 N_MIN = 3  # no promotion on fewer paired seeds in the test
@@ -79,7 +83,7 @@ def log_e_value(
     pool_ss: float = 0.0,
     pool_df: float = 0.0,
     theta: float = THETA,
-    deltas: Sequence[float] = DELTAS,
+    deltas: Sequence[tuple[float, float]] = DELTAS,
 ) -> float:
     """log of the test's e-value after `diffs` (the test's paired differences, in order).
 
@@ -90,7 +94,8 @@ def log_e_value(
         exp(-n delta^2 / 2) * I(N, delta B / sqrt(A)) / (2^(N/2 - 1) Gamma(N / 2)),
 
     I(N, r) = integral over u > 0 of u^(N-1) exp(-u^2 / 2 + r u). The e-value averages it over
-    delta in theta * deltas. It is 1 before any data.
+    delta in theta * multiple, weighted, for each (multiple, weight) in `deltas` (weights sum to 1).
+    It is 1 before any data.
     """
     values = [float(v) - min_effect for v in diffs]
     n = len(values)
@@ -102,12 +107,13 @@ def log_e_value(
     if scale <= 0.0 or dims < 1.0:
         return 0.0
     norm = (dims / 2.0 - 1.0) * math.log(2.0) + math.lgamma(dims / 2.0)
-    logs = []
-    for multiple in deltas:
+    logs, weights = [], []
+    for multiple, weight in deltas:
         delta = theta * multiple
         r = delta * total / math.sqrt(scale)
         logs.append(-n * delta * delta / 2.0 + _log_radial(round(dims), r) - norm)
-    return float(spsp.logsumexp(logs) - math.log(len(logs)))
+        weights.append(weight)
+    return float(spsp.logsumexp(logs, b=np.array(weights) / sum(weights)))
 
 
 def _mixture_halfwidth(n: int, s: float, tau: float, alpha: float) -> float:
@@ -214,7 +220,7 @@ def sequential_test(
     pool: tuple[float, float] | None,
     beta: float = BETA,
     theta: float = THETA,
-    deltas: Sequence[float] = DELTAS,
+    deltas: Sequence[tuple[float, float]] = DELTAS,
     min_effect: float = 0.0,
     n_min: int = N_MIN,
     n_max: int = N_MAX,
@@ -246,7 +252,7 @@ def sequential_test(
     # Futility reads the ratio at theta alone: averaged with the smallest alternative, the e-value
     # of a change that does nothing decays too slowly to stop it before the seed cap.
     log_e_theta = log_e_value(
-        values, min_effect=min_effect, pool_ss=pool_ss, pool_df=pool_df, theta=theta, deltas=(1.0,)
+        values, min_effect=min_effect, pool_ss=pool_ss, pool_df=pool_df, theta=theta, deltas=((1.0, 1.0),)
     )
     threshold = 1.0 / level if level > 0 else math.inf
     sigma, df = _noise(values, pool)

@@ -44,6 +44,8 @@ def _tree(child: list[float]) -> SearchTree:
     for node_id, parent, values in ((ROOT_ID, None, PARENT), ("n1", ROOT_ID, child)):
         tree.record("node_created", node_id=node_id, parent_id=parent, change=None if parent is None else change,
                     commit="c", params={}, origin="root" if parent is None else "search")
+        if parent is not None:  # past screening: its test reads the seeds requested from here on
+            tree.record("test_started", node_id=node_id, test=1, level=0.05, pool=None, screen={})
         tree.record("seeds_requested", node_id=node_id, seeds=list(range(len(values))))
         for seed, value in enumerate(values):
             tid = f"{node_id}-s{seed}"

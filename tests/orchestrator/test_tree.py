@@ -131,18 +131,21 @@ def test_a_session_never_runs_past_the_next_ones_start() -> None:
     assert tree.elapsed_s() == 70.0
 
 
-def test_pending_trials_run_oldest_node_first() -> None:
-    # A slow node's remaining seeds are handed out before any newer node's, so fast newcomers
-    # cannot starve it.
+def test_pending_trials_run_in_request_order_a_block_together() -> None:
+    # Trials are handed out in the order they were requested, a block's trials one after another,
+    # so a parent's control runs beside its children and an older request is never starved.
     tree, _ = _grow([])
     for node_id in ("n1", "n2"):
         change = Change(kind="params", aspect="x", hypothesis="h", proposer="t", params={"x": node_id})
         tree.record("node_created", node_id=node_id, parent_id=ROOT_ID, change=change.to_dict(), commit="c",
                     params={}, origin="search")
-    tree.record("seeds_requested", node_id="n2", seeds=[0, 1])
-    tree.record("seeds_requested", node_id="n1", seeds=[0, 1])
-    order = [r.node_id for r in tree.pending_trials()]
-    assert order == [ROOT_ID, ROOT_ID, "n1", "n1", "n2", "n2"]
+    tree.record("block_requested", block=1, parent_id=ROOT_ID, node_ids=["n1", "n2"], seed=7,
+                order=["n2", "n1", ROOT_ID])
+    tree.record("block_requested", block=2, parent_id=ROOT_ID, node_ids=["n1"], seed=8, order=[ROOT_ID, "n1"])
+    order = [(r.node_id, r.seed, r.block) for r in tree.pending_trials()]
+    baseline = [(ROOT_ID, s, 0) for s in tree.root.seeds if s < 7]
+    assert order == [*baseline, ("n2", 7, 1), ("n1", 7, 1), (ROOT_ID, 7, 1), (ROOT_ID, 8, 2), ("n1", 8, 2)]
+    assert tree.next_seed(0) == 9
 
 
 def test_events_are_stamped_by_the_trees_clock() -> None:
