@@ -206,7 +206,7 @@ def control_chart(
         )
     for index, s in enumerate(cleaned):
         _series(svg, frame, s, PALETTE[index % len(PALETTE)])
-    for marker in markers:
+    for index, marker in enumerate(markers):
         x = frame.x(marker.at)
         svg.add(
             "line",
@@ -219,8 +219,18 @@ def control_chart(
             stroke_width=1.5,
             stroke_dasharray="6 4",
         )
+        # Labels step down so that detections close together stay legible, and turn left near
+        # the right edge so that they stay inside the plot.
+        right = x > MARGIN_LEFT + 0.7 * PLOT_WIDTH
         svg.add(
-            "text", marker.label, class_="drift-label", x=x + 3, y=float(MARGIN_TOP + 12), fill="#B00020", font_size=11
+            "text",
+            marker.label,
+            class_="drift-label",
+            x=x - 3 if right else x + 3,
+            y=float(MARGIN_TOP + 12 + 13 * (index % 3)),
+            text_anchor="end" if right else "start",
+            fill="#B00020",
+            font_size=11,
         )
     _legend(svg, cleaned, bool(markers))
     svg.parts.append("</svg>")

@@ -466,8 +466,9 @@ def _controls_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "", "## Controls and drift", "",
         f"![control chart]({CHART_FILE})", "",
-        "The controls are the trials of a node run as a comparison's reference: the baseline's own seeds, then "
-        "the parent's trial in every block (the baseline, later each promoted node re-run beside its children). "
+        "The controls are the completed trials of every node that served as a comparison's reference: the "
+        "baseline (its own seeds, then its trial in every block), later each node whose children were compared "
+        "with it (all its trials, those of its own comparison included). "
         "The same configuration measured again and again, in dispatch order, shows whether conditions drifted "
         "during the campaign; comparisons stay fair either way, as each pairs trials run together. "
         f"Means are over the first and the last {window} controls; the shift is in seed sds (the sd of the "
