@@ -16,6 +16,7 @@ Layout of a campaign folder:
     tune/             Ray Tune's records of each session
     inbox.yaml        changes queued by `arborist inject`
     report.md         the lab notebook
+    control_chart.svg the controls in dispatch order, which the notebook shows
 
 A folder without events is a start that failed before its first event (Ray or the tree actor
 did not come up, the driver was killed while snapshotting): nothing ran in it, so `arborist
@@ -54,7 +55,7 @@ def _staged(name: str) -> str:
 # What a start that failed before its first event can leave in the folder (see the layout above).
 FAILED_START_LEFTOVERS = (
     CAMPAIGN_FILE, "config.yaml", "repo", "bundles", SETUP_FILE, "journal.wal", "ledger", "scratch", "tune",
-    INBOX_FILE, INBOX_LOCK_FILE, "report.md", _staged(CAMPAIGN_FILE), _staged(SETUP_FILE),
+    INBOX_FILE, INBOX_LOCK_FILE, "report.md", "control_chart.svg", _staged(CAMPAIGN_FILE), _staged(SETUP_FILE),
 )
 
 

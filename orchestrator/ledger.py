@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,13 @@ import pyarrow.parquet as pq
 
 from orchestrator.config import S3Config
 from orchestrator.storage import StorageError, open_storage
-from orchestrator.tree import Event, paused_gc
+from orchestrator.tree import Event, TrialRecord, paused_gc
 from trials.spec import Fingerprint
 
 # 2: proposals gained memory_* columns and the llm_calls table appeared; version 1 parts
 # read with those columns null.
-SCHEMA_VERSION = 2
+# 3: trials gained block and started_order; version 2 parts read with them null.
+SCHEMA_VERSION = 3
 MAX_RETRY_S = 30.0  # longest wait between flushes while storage is down
 COMPACT_AT = 16  # parts of one table that are merged into one at the end of a session
 log = logging.getLogger("arborist.ledger")
@@ -86,6 +87,8 @@ TRIAL_SCHEMA = pa.schema(
         ("log_tail", pa.string()),
         ("reports", pa.string()),  # JSON list of ARBORIST_REPORT payloads
         *_FP_FIELDS,
+        ("block", pa.int64()),  # the block it ran in (0: the baseline's own seeds)
+        ("started_order", pa.int64()),  # trials the campaign had dispatched when it started
         ("event_seq", pa.int64()),
     ],
     metadata={"arborist_schema_version": str(SCHEMA_VERSION)},
@@ -224,15 +227,20 @@ class Ledger:
         """Events in the journal not yet in Parquet."""
         return len(self._buffer)
 
-    def flush(self, nodes: list[dict[str, Any]] | None = None) -> bool:
+    def flush(
+        self, nodes: list[dict[str, Any]] | None = None, trials: Mapping[str, TrialRecord] | None = None
+    ) -> bool:
         """Write buffered events (and the rows derived from them) as Parquet parts.
+
+        `trials` (the tree's records) gives each finished trial's block and dispatch order, which
+        its `trial_finished` event does not carry; without it those columns are null.
 
         Storage that does not answer (an S3 outage) loses nothing: the events stay in the
         fsync'd journal and the buffer, a warning says so, and the next flush retries after a
         backoff. Returns whether everything was written.
         """
         try:
-            self._flush(nodes)
+            self._flush(nodes, trials)
         except (OSError, pa.ArrowException) as exc:
             self._failures += 1
             delay = min(MAX_RETRY_S, 2.0 ** self._failures)
@@ -247,14 +255,16 @@ class Ledger:
         self._failures, self._retry_at = 0, 0.0
         return True
 
-    def _flush(self, nodes: list[dict[str, Any]] | None) -> None:
+    def _flush(
+        self, nodes: list[dict[str, Any]] | None, trials: Mapping[str, TrialRecord] | None = None
+    ) -> None:
         if self._buffer:
             events = sorted(self._buffer, key=lambda e: e.seq)
             name = f"part-{events[0].seq:012d}-{events[-1].seq:012d}.parquet"
             self._write_table(f"events/{name}", _event_table(events, self._encoded))
-            trials = [e for e in events if e.type == "trial_finished"]
-            if trials:
-                self._write_table(f"trials/{name}", _trial_table(trials))
+            finished = [e for e in events if e.type == "trial_finished"]
+            if finished:
+                self._write_table(f"trials/{name}", _trial_table(finished, trials or {}))
             proposals = [_proposal_row(e) for e in events if e.type == "proposal"]
             if proposals:
                 self._write(f"proposals/{name}", proposals, PROPOSAL_SCHEMA)
@@ -271,10 +281,15 @@ class Ledger:
             self._encoded = {}
         self._last_flush = time.monotonic()
 
-    def close(self, nodes: list[dict[str, Any]] | None = None, wait_s: float = 60.0) -> None:
+    def close(
+        self,
+        nodes: list[dict[str, Any]] | None = None,
+        wait_s: float = 60.0,
+        trials: Mapping[str, TrialRecord] | None = None,
+    ) -> None:
         """Flush, waiting up to wait_s for storage that is down; compact small parts."""
         deadline = time.monotonic() + wait_s
-        while not self.flush(nodes):
+        while not self.flush(nodes, trials):
             if time.monotonic() >= deadline:
                 self._wal.close()
                 raise LedgerError(
@@ -303,7 +318,7 @@ class Ledger:
             first = parts[0].rsplit("/", 1)[1].split("-")[1]
             last = parts[-1].rsplit("/", 1)[1].split("-")[2].split(".")[0]
             name = f"{table_name}/part-{first}-{last}.parquet"
-            self._write_table(name, table.cast(SCHEMAS[table_name]) if table.schema != SCHEMAS[table_name] else table)
+            self._write_table(name, _conform(table, SCHEMAS[table_name]))
             target = f"{self._root}/{name}"
             for part in parts:
                 if part != target:
@@ -361,10 +376,24 @@ def read_table(fs: pafs.FileSystem, root: str, table: str) -> pa.Table:
         path = f"{root}/nodes.parquet"
         if fs.get_file_info(path).type == pafs.FileType.NotFound:
             return schema.empty_table()
-        return _read_part(fs, path)
+        return _conform(_read_part(fs, path), schema)
     parts = [_read_part(fs, p) for p in _parts(fs, f"{root}/{table}")]
-    # Parts written before a column was added read with that column null.
-    return _dedupe(pa.concat_tables(parts, promote_options="default")) if parts else schema.empty_table()
+    if not parts:
+        return schema.empty_table()
+    return _conform(_dedupe(pa.concat_tables(parts, promote_options="default")), schema)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The table with every column of the current schema, in its order: parts written before a
+    column was added read with that column null, so readers never meet a missing column."""
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.chunked_array([pa.nulls(table.num_rows, field.type)], field.type))
+            continue
+        column = table.column(field.name)
+        columns.append(column if column.type == field.type else column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _dedupe(table: pa.Table) -> pa.Table:
@@ -456,10 +485,12 @@ def _fingerprint_values(raw: dict[str, Any]) -> tuple[Any, ...]:
     return values
 
 
-def _trial_table(events: list[Event]) -> pa.Table:
+def _trial_table(events: list[Event], records: Mapping[str, TrialRecord]) -> pa.Table:
     """One row per finished trial, column by column (a list comprehension per column is several
-    times faster than a dict per row); fingerprint columns come from the few distinct ones."""
+    times faster than a dict per row); fingerprint columns come from the few distinct ones, the
+    block and dispatch order from the tree's record of the trial (null without one)."""
     results = [event.data["result"] for event in events]
+    placed = [records.get(r["trial_id"]) for r in results]
     started = [r.get("started_at") for r in results]
     finished = [r.get("finished_at") for r in results]
     columns: dict[str, list[Any]] = {
@@ -478,6 +509,8 @@ def _trial_table(events: list[Event]) -> pa.Table:
         "sandbox": [r.get("sandbox", "") for r in results],
         "log_tail": [r.get("log_tail", "") for r in results],
         "reports": [json.dumps(r["reports"]) if r.get("reports") else "[]" for r in results],
+        "block": [None if p is None else p.block for p in placed],
+        "started_order": [None if p is None else p.started_order for p in placed],
         "event_seq": [event.seq for event in events],
     }
     distinct: dict[tuple[Any, ...], int] = {}

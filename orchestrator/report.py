@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import math
+import statistics
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from scipy import stats as sps
 
+from orchestrator import chart, drift
 from orchestrator.config import CampaignConfig
 from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.policy import estimate_and_se
 from orchestrator.stats import summarize
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, SearchTree
 from trials.spec import TrialState
+
+CHART_FILE = "control_chart.svg"
 
 
 def load_tree(config: CampaignConfig) -> SearchTree:
@@ -79,6 +84,10 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
             "gain": _clean(evidence.get("mean")), "ci_low": _clean(evidence.get("ci_low")),
             "ci_high": _clean(evidence.get("ci_high")), "p_value": _clean(evidence.get("p_value")),
             "n": evidence.get("n"),
+            "test": evidence.get("test"), "e_value": _clean(evidence.get("e_value")),
+            "threshold": _clean(evidence.get("threshold")),
+            "screened_out": node.status is NodeStatus.PRUNED and evidence.get("test") == "screening",
+            "blocks": _blocks_read(evidence),
         })
     rejected = [
         {"proposal_id": p.proposal_id, "parent_id": p.parent_id, "proposer": p.change.proposer,
@@ -107,6 +116,8 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
         "counts": tree.counts(),
         "suspects": suspects(config, tree),
         "decisions": decisions,
+        "controls": controls(tree, config),
+        "drift_events": drift_events(tree, config),
         "rejected_proposals": rejected,
         "integration": _integration(tree, config),
         "proposers": _proposers(tree),
@@ -117,6 +128,100 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
             r.result.fingerprint.comparability_key() for r in tree.trials.values() if r.result is not None
         }),
     }
+
+
+def _blocks_read(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """How many blocks a decision read, when they ran and how far apart a child and its control
+    started: from the evidence as decided, so the report shows what the decision saw."""
+    rows = evidence.get("blocks")
+    if not rows:
+        return None
+    # A block's time is its earlier start: the control and the child were dispatched together.
+    times = [min(float(row["child_started"]), float(row["parent_started"])) for row in rows]
+    return {
+        "count": len(rows), "first_ts": min(times), "last_ts": max(times),
+        "max_apart": max(int(row["apart"]) for row in rows),
+    }
+
+
+def baseline_sd(tree: SearchTree, config: CampaignConfig) -> float | None:
+    """The seed noise of one trial: the sd of the baseline's own seeds (the root's first
+    `seeds.baseline` trials), before any block re-ran it. None below two values."""
+    if ROOT_ID not in tree.nodes:
+        return None
+    values = [
+        record.result.metrics[config.objective]
+        for record in tree.node_trials(ROOT_ID)[: config.seeds.baseline]
+        if record.state is TrialState.COMPLETE and record.result is not None
+        and config.objective in record.result.metrics
+    ]
+    return _clean(statistics.stdev(values)) if len(values) >= 2 else None
+
+
+def _control_nodes(tree: SearchTree) -> list[str]:
+    """The nodes that served as controls: the baseline, then each block parent by its first block."""
+    if ROOT_ID not in tree.nodes:
+        return []
+    first_block: dict[str, int] = {}
+    for block, row in sorted(tree.blocks.items()):
+        first_block.setdefault(str(row["parent_id"]), block)
+    first_block.pop(ROOT_ID, None)
+    return [ROOT_ID, *sorted(first_block, key=lambda node_id: (first_block[node_id], node_id))]
+
+
+def controls(tree: SearchTree, config: CampaignConfig) -> dict[str, Any]:
+    """Per control node: its controls, the mean of its first and of its last drift window, and
+    the shift between them in seed sds. The last window is reported once it no longer overlaps
+    the first (2 x drift_window controls), as the drift monitor reads them."""
+    window = config.stats.drift_window
+    sd = baseline_sd(tree, config)
+    nodes = []
+    for node_id in _control_nodes(tree):
+        points = drift.node_controls(tree, config, node_id)
+        values = [p.value for p in points]
+        first = _clean(statistics.fmean(values[:window])) if len(values) >= window else None
+        last = _clean(statistics.fmean(values[-window:])) if len(values) >= 2 * window else None
+        shift = None if first is None or last is None or not sd else _clean((last - first) / sd)
+        nodes.append({
+            "node_id": node_id, "controls": len(values), "first_mean": first, "last_mean": last,
+            "shift_sds": shift, "fingerprints": len({p.cohort for p in points}),
+        })
+    return {"window": window, "baseline_sd": sd, "nodes": nodes}
+
+
+def drift_events(tree: SearchTree, config: CampaignConfig) -> list[dict[str, Any]]:
+    """The drift_detected events as journaled, with the shift also in seed sds."""
+    sd = baseline_sd(tree, config)
+    rows = []
+    for event in tree.drift_events:
+        shift = _clean(event.get("shift"))
+        rows.append({
+            "node_id": event["node_id"], "cohort": event.get("cohort", ""),
+            "since_order": event.get("since_order"), "at_order": event["at_order"],
+            "reference_mean": _clean(event.get("reference_mean")), "recent_mean": _clean(event.get("recent_mean")),
+            "shift": shift, "shift_sds": None if shift is None or not sd else _clean(shift / sd),
+            "z": _clean(event.get("z")), "seq": event["seq"], "ts": event["ts"],
+        })
+    return rows
+
+
+def control_chart(config: CampaignConfig, tree: SearchTree) -> str:
+    """The controls in dispatch order as an SVG control chart (orchestrator/chart.py)."""
+    window = config.stats.drift_window
+    series = []
+    for node_id in _control_nodes(tree):
+        points = drift.node_controls(tree, config, node_id)
+        reference = statistics.fmean(p.value for p in points[:window]) if len(points) >= window else None
+        series.append(chart.Series(node_id, [(p.order, p.value) for p in points], reference))
+    markers = [
+        chart.Marker(float(event["at_order"]), f"drift {event['node_id']} (z {float(event['z']):+.1f})")
+        for event in tree.drift_events
+    ]
+    direction = config.metrics[config.objective].direction
+    return chart.control_chart(
+        series, markers, title=f"Controls of {config.name}: {config.objective} by dispatch",
+        y_label=f"{config.objective} ({direction}imize)",
+    )
 
 
 def _proposers(tree: SearchTree) -> dict[str, dict[str, int]]:
@@ -255,16 +360,23 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
             "(docs/security.md).",
         ]
     lines += _incumbent_section(data)
-    lines += ["## Decisions", "", "Each child is compared with its parent on the same seeds by a sequential test "
-              "with the campaign's pooled noise (docs/statistics.md). Gain is positive when better.", "",
-              "| node | parent | change | proposer | status | gain | CI | p | n | reason |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["## Decisions", "",
+              "Each child is compared with its parent in blocks: the parent's control trial and the child's trial "
+              "on one fresh seed, run together. A child is first screened on its first blocks; one that passes is "
+              "tested on the blocks run after that, by an e-value against the threshold its level in the "
+              "campaign's error control sets (docs/statistics.md). Gain is positive when better. *test*: the "
+              "e-value and the threshold it must reach, or *screened out*; *blocks*: the blocks the decision "
+              "read, when they ran (UTC), and the most dispatches between a child's trial and its control.", "",
+              "| node | parent | change | proposer | status | gain | CI | p | n | test | blocks | reason |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in data["decisions"]:
         lines.append(
             f"| {d['node_id']} | {d['parent_id']} | {_cell(d['change'])} | {d['proposer']} | {d['status']} | "
             f"{_fmt_signed(d['gain'])} | {_fmt_signed(d['ci_low'])} to {_fmt_signed(d['ci_high'])} | "
-            f"{_fmt(d['p_value'], 3)} | {d['n'] or '–'} | {_cell(d['reason'])} |"
+            f"{_fmt(d['p_value'], 3)} | {d['n'] or '–'} | {_test_cell(d)} | {_blocks_cell(d['blocks'])} | "
+            f"{_cell(d['reason'])} |"
         )
+    lines += _controls_section(data)
     lines += ["", "## Rejected proposals", ""]
     if not data["rejected_proposals"]:
         lines.append("None.")
@@ -317,6 +429,73 @@ def _comparability_details(tree: SearchTree) -> list[str]:
             seeds = sorted(int(seed) for seed, reason in excluded.items() if reason == why)
             lines.append(f"- {node.node_id} vs {node.parent_id}: seeds {seeds} not compared ({why})")
     return [line for line in lines if line]
+
+
+def _test_cell(decision: dict[str, Any]) -> str:
+    if decision["screened_out"]:
+        return "screened out"
+    if decision["test"] == "e-process":
+        return f"e {_fmt_e(decision['e_value'])} / {_fmt_e(decision['threshold'])}"
+    return decision["test"] or "–"
+
+
+def _fmt_e(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
+
+
+def _blocks_cell(blocks: dict[str, Any] | None) -> str:
+    """E.g. "4 blocks 12:01:05-12:07:40, <=2 apart"; a span past midnight says by how many days."""
+    if not blocks:
+        return "–"
+    count, first, last = blocks["count"], blocks["first_ts"], blocks["last_ts"]
+    days = (datetime.fromtimestamp(last, UTC).date() - datetime.fromtimestamp(first, UTC).date()).days
+    span = _clock(first) if _clock(first) == _clock(last) and not days else (
+        f"{_clock(first)}-{_clock(last)}" + (f" (+{days} d)" if days else ""))
+    return f"{count} block{'s' if count != 1 else ''} {span}, <={blocks['max_apart']} apart"
+
+
+def _controls_section(data: dict[str, Any]) -> list[str]:
+    ctl = data["controls"]
+    sd, window = ctl["baseline_sd"], ctl["window"]
+    lines = [
+        "", "## Controls and drift", "",
+        f"![control chart]({CHART_FILE})", "",
+        "The controls are the completed trials of every node that served as a comparison's reference: the "
+        "baseline (its own seeds, then its trial in every block), later each node whose children were compared "
+        "with it (all its trials, those of its own comparison included). "
+        "The same configuration measured again and again, in dispatch order, shows whether conditions drifted "
+        "during the campaign; comparisons stay fair either way, as each pairs trials run together. "
+        f"Means are over the first and the last {window} controls; the shift is in seed sds (the sd of the "
+        f"baseline's own seeds: {_fmt(sd)}).", "",
+        "| control node | controls run | first-window mean | last-window mean | shift (seed sds) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in ctl["nodes"]:
+        lines.append(
+            f"| {row['node_id']} | {row['controls']} | {_fmt(row['first_mean'])} | {_fmt(row['last_mean'])} | "
+            f"{_fmt_signed(row['shift_sds'])} |"
+        )
+    mixed = [row["node_id"] for row in ctl["nodes"] if row["fingerprints"] > 1]
+    if mixed:
+        lines += ["", f"Controls of {', '.join(mixed)} ran under more than one fingerprint: the drift monitor "
+                  "reads each fingerprint apart, the means above mix them."]
+    lines.append("")
+    if not data["drift_events"]:
+        return [*lines, "No drift detected."]
+    lines += ["| drift of | at dispatch | since dispatch | shift | shift (seed sds) | z |",
+              "|---|---|---|---|---|---|"]
+    for event in data["drift_events"]:
+        lines.append(
+            f"| {event['node_id']} | {event['at_order']} | {event['since_order'] or '–'} | "
+            f"{_fmt_signed(event['shift'])} | {_fmt_signed(event['shift_sds'])} | {_fmt_signed(event['z'])} |"
+        )
+    return lines
 
 
 def _proposers_section(data: dict[str, Any]) -> list[str]:
@@ -407,6 +586,8 @@ def _cell(text: str) -> str:
 def write_notebook(config: CampaignConfig, tree: SearchTree, path: Path | None = None) -> Path:
     assert config.campaign_dir is not None
     path = path or Path(config.campaign_dir) / "report.md"
+    # Beside the notebook, where its relative image link finds it.
+    (path.parent / CHART_FILE).write_text(control_chart(config, tree))
     path.write_text(notebook(config, tree))
     return path
 

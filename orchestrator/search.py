@@ -83,7 +83,7 @@ class SearchService:
         self._flush()
 
     def _flush(self) -> None:
-        self.ledger.flush(self.node_rows())
+        self.ledger.flush(self.node_rows(), self.tree.trials)
         self._journal_storage_warnings()
 
     def _journal_storage_warnings(self) -> None:
@@ -136,7 +136,7 @@ class SearchService:
         """Flush the ledger; trials still handed out when the campaign stops will run again."""
         self.engine.release_in_flight()
         self._flush()  # storage trouble, or its end, is journaled before the last write
-        self.ledger.close(self.node_rows())
+        self.ledger.close(self.node_rows(), trials=self.tree.trials)
         return self.progress()
 
     def progress(self) -> dict[str, Any]:

@@ -330,6 +330,11 @@ class SearchTree:
     def _on_note(self, data: dict[str, Any]) -> None:
         """Informational events (budget warnings, proposer notes) change no state."""
 
+    def _on_confirmation_requested(self, data: dict[str, Any]) -> None:
+        """Ledgers written before decisions ran in blocks hold this event (a child asked for
+        confirmation seeds). The seeds themselves were requested by the `seeds_requested` event
+        that followed it, so replaying the request changes nothing."""
+
     # ----- queries -----------------------------------------------------------------------
     @property
     def root(self) -> Node:
