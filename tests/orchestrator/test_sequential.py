@@ -152,6 +152,7 @@ def test_levels_follow_the_rule_and_replay() -> None:
     assert (t1, l1) == (1, pytest.approx(fdr.gamma(1, 10.0) * 0.05))
     ledger.finish(t1, promoted=True)
     t2, l2 = ledger.start()
+    assert t2 == 2
     assert l2 == pytest.approx(fdr.gamma(2, 10.0) * (0.05 + 0.1))
     with pytest.raises(ValueError):
         ledger.finish(t1, promoted=False)
