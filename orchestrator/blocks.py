@@ -6,8 +6,8 @@ in between: a machine warming up, a cache filling, other jobs on the GPU, a data
 So a comparison only uses a block: the parent's control trial and the children's trials on a seed
 no trial of the campaign has used, requested together and dispatched one after another (at once
 on a cluster). Several children of one parent share a block: one control serves them all. The
-parent's place in the block alternates between first and last, so that under a steady drift a
-child is as often ahead of its control as behind it.
+order within a block is shuffled, seeded by the block's number, so that neither a steady drift
+nor trials dealt to machines in turn puts a child on the same side of its control every time.
 
 A pair is used only when both trials completed under one fingerprint and started at most
 `window` dispatches apart: a trial lost and rerun much later no longer shares its block's
@@ -16,6 +16,7 @@ conditions. Old trials still feed the noise model (orchestrator/noise.py), never
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +33,15 @@ def window(config: CampaignConfig) -> int:
 
 
 def order(parent_id: str, children: list[str], block: int) -> list[str]:
-    """Dispatch order within a block: the control first in odd blocks, last in even ones."""
-    return [parent_id, *children] if block % 2 else [*children[::-1], parent_id]
+    """Dispatch order within a block: a shuffle seeded by the block's number.
+
+    Random, so that neither a steady drift nor a regular placement (trials dealt to machines in
+    turn) puts a child on the same side of its control block after block; seeded, so that a
+    replayed campaign orders its blocks the same way.
+    """
+    trials = [parent_id, *children]
+    random.Random(block).shuffle(trials)
+    return trials
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ a change of conditions.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -71,15 +72,26 @@ class DriftFinding:
         return dict(self.__dict__)
 
 
-def detect(
-    tree: SearchTree, config: CampaignConfig, node_id: str, spread: float | None
-) -> DriftFinding | None:
+def successive_spread(values: list[float]) -> float:
+    """The seed noise of a series from its successive differences (von Neumann): sqrt(sum of
+    (x[i+1] - x[i])^2 / (2 (k - 1))). A slow drift barely moves neighbours, so unlike the plain
+    standard deviation this does not grow with the drift it is meant to reveal."""
+    if len(values) < 2:
+        return math.nan
+    steps = [(b - a) ** 2 for a, b in itertools.pairwise(values)]
+    return math.sqrt(math.fsum(steps) / (2.0 * len(steps)))
+
+
+def detect(tree: SearchTree, config: CampaignConfig, node_id: str) -> DriftFinding | None:
     """Drift of one node's controls, or None: the mean of its last `stats.drift_window` controls
-    against the mean of its first ones since the last detection, in units of the seed noise
-    `spread` (the sd of one trial's value over seeds). Needs 2 x drift_window controls."""
+    against the mean of its first ones since the last detection, in standard errors of the seed
+    noise estimated from the same controls (`successive_spread`). Needs 2 x drift_window controls.
+
+    Looked at after every control, a threshold of 4 standard errors keeps false alarms to about
+    one campaign in a hundred over a few hundred looks (normal noise; measured in
+    tests/orchestrator/test_drift.py).
+    """
     w = config.stats.drift_window
-    if spread is None or spread <= 0 or w < 1:
-        return None
     since = max((int(e["at_order"]) for e in tree.drift_events if e["node_id"] == node_id), default=0)
     by_cohort: dict[str, list[ControlPoint]] = {}
     for point in node_controls(tree, config, node_id):
@@ -88,9 +100,11 @@ def detect(
     for cohort, points in sorted(by_cohort.items()):
         if len(points) < 2 * w:
             continue
-        first = [p.value for p in points[:w]]
-        last = [p.value for p in points[-w:]]
-        ref, recent = sum(first) / w, sum(last) / w
+        values = [p.value for p in points]
+        spread = successive_spread(values)
+        if not spread > 0:
+            continue
+        ref, recent = sum(values[:w]) / w, sum(values[-w:]) / w
         z = (recent - ref) / (spread * math.sqrt(2.0 / w))
         if abs(z) >= config.stats.drift_z:
             return DriftFinding(node_id, cohort, ref, recent, recent - ref, z, points[0].order, points[-1].order)

@@ -565,8 +565,7 @@ class SearchEngine:
         node = self.tree.nodes[record.node_id]
         if record.state is not TrialState.COMPLETE or (node.node_id != ROOT_ID and not node.children):
             return
-        spread = self.noise.replicate_sd(policy.noise_cohort(self.tree, self.tree.root, self.config))
-        finding = drift.detect(self.tree, self.config, node.node_id, spread)
+        finding = drift.detect(self.tree, self.config, node.node_id)
         if finding is not None:
             self.tree.record("drift_detected", **finding.to_dict())
 

@@ -91,8 +91,3 @@ class NoiseModel:
         """(estimate of sigma_d, its degrees of freedom), or None while nothing is known."""
         pool = self.pooled(cohort, pending)
         return None if pool is None else (math.sqrt(pool[0] / pool[1]), pool[1])
-
-    def replicate_sd(self, cohort: str) -> float | None:
-        """The spread of one trial's value over seeds (s_r), from the nodes' replicates."""
-        rep = self._replicates.get(cohort)
-        return math.sqrt(rep.total_ss / rep.total_dof) if rep and rep.total_dof else None

@@ -101,6 +101,9 @@ def test_every_decision_satisfies_its_rule_and_the_accounting_replays(seed: int,
             assert evidence["n"] >= config.stats.min_seeds and evidence["n"] == len(evidence["test_diffs"])
             test_trials = [tree.trials[f"{node.node_id}-s{s}"] for s in evidence["test_seeds"]]
             assert all(t.requested_seq > node.test_seq for t in test_trials)  # screening data stay out
+            # No promotion rests only on blocks from before a drift detected ahead of it.
+            last_block = max(t.requested_seq for t in test_trials)
+            assert not [e for e in tree.drift_events if last_block < e["seq"] < node.decided_seq]
         elif evidence.get("rule"):
             assert evidence["rule"] in {"futility", "worse", "seed cap", "screened out"}
     replayed = SearchTree.replay(journal)
