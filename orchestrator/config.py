@@ -133,14 +133,21 @@ class ParamConfig(_Model):
 
 class SeedsConfig(_Model):
     baseline: int = Field(default=5, ge=1, description="seeds for the root (baseline)")
-    initial: int = Field(default=1, ge=1, description="first seeds of a child, paired with its parent")
-    max: int = Field(default=sequential.N_MAX, ge=1, description="cap of seeds per node")
+    max: int = Field(default=sequential.N_MAX, ge=1, description="cap of a child's test seeds")
     start: int = Field(default=0, ge=0, description="first seed value")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "initial" in data:
+            raise ValueError(
+                "seeds.initial was removed (a child's first seeds are its screening blocks, "
+                "stats.screen_blocks); delete the line"
+            )
+        return data
 
     @model_validator(mode="after")
     def _ordered(self) -> SeedsConfig:
-        if self.initial > self.max:
-            raise ValueError(f"initial ({self.initial}) must not exceed max ({self.max})")
         if self.baseline > self.max:
             raise ValueError(f"baseline ({self.baseline}) must not exceed max ({self.max})")
         return self
@@ -160,6 +167,7 @@ class StatsConfig(_Model):
     screen_z: float = Field(default=sequential.SCREEN_Z, description="standardized screening gain to enter the test")
     beta: float = Field(default=sequential.BETA, gt=0, lt=1, description="futility: prune at this e-value")
     theta: float = Field(default=sequential.THETA, gt=0, description="alternatives' centre, in sds of a difference")
+    clip: float = Field(default=sequential.CLIP, ge=0, description="pull differences to within this many pooled sds")
     min_effect: float = Field(default=0.0, ge=0, description="smallest gain worth promoting, in objective units")
     min_seeds: int = Field(default=sequential.N_MIN, ge=1, description="no promotion on fewer paired seeds in the test")
     confidence: float = Field(default=0.95, gt=0.5, lt=1)

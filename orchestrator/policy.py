@@ -172,7 +172,7 @@ def _judge_evidence(tree: SearchTree, node: Node, config: CampaignConfig, noise:
     decision = sequential_test(
         test_diffs, level=node.level, pool=node.test_pool, beta=stats.beta, theta=stats.theta,
         min_effect=stats.min_effect, n_min=min(stats.min_seeds, config.seeds.max), n_max=config.seeds.max,
-        confidence=stats.confidence,
+        confidence=stats.confidence, clip=stats.clip,
     )
     evidence = {
         "test": "e-process", **decision.to_dict(), **evidence, "test_seeds": test_pairs.seeds,

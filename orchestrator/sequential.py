@@ -34,7 +34,7 @@ from orchestrator.stats import Verdict
 FDR = 0.10  # bound on the false-discovery rate of promotions (orchestrator/fdr.py)
 W0 = 0.05  # bound on P(any promotion) in a campaign whose every change is null
 BETA = 0.2  # futility: stop when the ratio at theta falls to this
-THETA = 0.7  # centre of the alternatives, in sds of one paired difference
+THETA = 1.0  # centre of the alternatives, in sds of one paired difference
 # The alternatives, as multiples of theta, and their weights: most mass near theta, where real
 # changes are; some on large multiples, so that a large gain is provable on a handful of seeds
 # (the scale-invariant ratio is bounded for a given number of seeds and delta).
@@ -42,6 +42,8 @@ DELTAS = ((0.5, 0.3), (1.0, 0.3), (2.0, 0.2), (4.0, 0.1), (8.0, 0.1))
 SCREEN_BLOCKS = 2  # blocks a child is screened on
 SCREEN_Z = 0.5  # standardized screening gain needed to enter the test
 N_MIN = 3  # no promotion on fewer paired seeds in the test
+CLIP = 3.0  # differences are pulled to within this many pooled sds of min_effect
+MIN_CLIP_DF = 8  # ...once the pool is worth trusting that far
 N_MAX = 32  # seed cap per child (screening and test together)
 
 RULE_UPPER = "e-value"
@@ -225,6 +227,7 @@ def sequential_test(
     n_min: int = N_MIN,
     n_max: int = N_MAX,
     confidence: float = 0.95,
+    clip: float = CLIP,
 ) -> SequentialDecision:
     """Promote, prune or continue a child in its test, from the test's paired differences so far.
 
@@ -247,12 +250,13 @@ def sequential_test(
     n = len(values)
     mean = math.fsum(values) / n if n else math.nan
     pool_ss, pool_df = pool if pool is not None else (0.0, 0.0)
-    log_e = log_e_value(values, min_effect=min_effect, pool_ss=pool_ss, pool_df=pool_df, theta=theta, deltas=deltas)
+    evidence = _winsorized(values, min_effect, pool_ss, pool_df, clip)
+    log_e = log_e_value(evidence, min_effect=min_effect, pool_ss=pool_ss, pool_df=pool_df, theta=theta, deltas=deltas)
     e_value = math.exp(min(log_e, 700.0))
     # Futility reads the ratio at theta alone: averaged with the smallest alternative, the e-value
     # of a change that does nothing decays too slowly to stop it before the seed cap.
     log_e_theta = log_e_value(
-        values, min_effect=min_effect, pool_ss=pool_ss, pool_df=pool_df, theta=theta, deltas=((1.0, 1.0),)
+        evidence, min_effect=min_effect, pool_ss=pool_ss, pool_df=pool_df, theta=theta, deltas=((1.0, 1.0),)
     )
     threshold = 1.0 / level if level > 0 else math.inf
     sigma, df = _noise(values, pool)
@@ -284,6 +288,19 @@ def sequential_test(
     if e_value >= threshold:
         return out(Verdict.CONTINUE, RULE_OPEN, f"e-value reached, but {n} of {n_min} seeds")
     return out(Verdict.CONTINUE, RULE_OPEN, "inconclusive; adding a block")
+
+
+def _winsorized(values: list[float], min_effect: float, pool_ss: float, pool_df: float, clip: float) -> list[float]:
+    """The differences the e-value reads: each pulled to within `clip` pooled sds of min_effect.
+
+    One heavy-tailed draw (a loss spike, a diverged seed) would otherwise count as evidence many
+    times its share. The bound comes from the pool frozen before the test, not from the test's own
+    data; for noise symmetric about the null, clipping keeps the null's mean where it was.
+    """
+    if clip <= 0 or pool_df < MIN_CLIP_DF or pool_ss <= 0:
+        return values
+    bound = clip * math.sqrt(pool_ss / pool_df)
+    return [min_effect + min(max(v - min_effect, -bound), bound) for v in values]
 
 
 def first_decision(diffs: Sequence[float], **kwargs: Any) -> SequentialDecision:

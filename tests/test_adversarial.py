@@ -226,7 +226,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory, secret: str) -> Iterator[Ran]:
     ]
     path = write_config(
         tmp,
-        seeds={"baseline": 2, "initial": 1, "max": 3}, stats={"min_seeds": 2}, integration={"enabled": False},
+        seeds={"baseline": 2, "max": 3}, stats={"min_seeds": 2}, integration={"enabled": False},
         search={"proposers": [{"type": "queue", "path": str(tmp / "hostile.yaml")}], "max_children": 100},
         budget={"max_trials": 300}, sandbox={"mode": "bwrap"},
         entrypoint={"budget_s": 6, "evaluate_budget_s": 30},
@@ -338,7 +338,7 @@ def unsandboxed(tmp_path_factory: pytest.TempPathFactory, secret: str) -> Search
     ]
     (tmp / "hostile.yaml").write_text(yaml.safe_dump(items, sort_keys=False))
     path = write_config(
-        tmp, seeds={"baseline": 2, "initial": 1, "max": 3}, stats={"min_seeds": 2}, integration={"enabled": False},
+        tmp, seeds={"baseline": 2, "max": 3}, stats={"min_seeds": 2}, integration={"enabled": False},
         search={"proposers": [{"type": "queue", "path": str(tmp / "hostile.yaml")}]}, sandbox={"mode": "none"},
     )
     config = load_config(path)
@@ -382,7 +382,7 @@ def self_reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[SearchTree,
     items = [{"id": name, "hypothesis": unrelated(), **item} for name, (item, _) in SELF_REPORTED.items()]
     config = load_config(write_self_reported_config(
         tmp, items, integration={"enabled": False}, sandbox={"mode": "bwrap"},
-        seeds={"baseline": 3, "initial": 3, "max": 3},
+        seeds={"baseline": 3, "max": 3},
     ))
     service = SearchService(config.model_dump(mode="json"), prepare(config, None))
     drive(service)
@@ -413,7 +413,7 @@ FORGERIES = ["no-token", "wrong-token", "token-of-another-trial", "unknown-trial
 @pytest.fixture(scope="module")
 def forged(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, bool], SearchTree, list[Event], float]:
     tmp = tmp_path_factory.mktemp("forged")
-    config = load_config(write_config(tmp, seeds={"baseline": 2, "initial": 1, "max": 3}, sandbox={"mode": "bwrap"}))
+    config = load_config(write_config(tmp, seeds={"baseline": 2, "max": 3}, sandbox={"mode": "bwrap"}))
     service = SearchService(config.model_dump(mode="json"), prepare(config, None))
     first, second = service.suggest(), service.suggest()
     assert isinstance(first, dict) and isinstance(second, dict)

@@ -25,7 +25,7 @@ def arborist(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[st
 def test_bad_config_says_where_and_runs_nothing(tmp_path: Path) -> None:
     path = write_config(tmp_path)
     data = yaml.safe_load(path.read_text())
-    data["seeds"] = {"initial": 9, "max": 4}
+    data["seeds"] = {"baseline": 9, "max": 4}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     done = arborist("run", str(path))
     assert done.returncode == 2

@@ -30,7 +30,7 @@ def _config(root: Path) -> Path:
     return write_config(
         root, search={"proposers": [{"type": "grid"}, {"type": "random"}], "max_children": 30},
         ray={"max_concurrent": 1}, budget={"max_trials": 90, "max_wall_s": NO_WALL_LIMIT_S}, seeds={"baseline": 3,
-                                                                                       "initial": 2, "max": 5},
+                                                                                       "max": 5},
     )
 
 

@@ -38,7 +38,9 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path, monkeypa
 @pytest.mark.parametrize(
     ("mutate", "field", "words"),
     [
-        (lambda d: d.update(seeds={"initial": 6, "max": 4}), "seeds", "must not exceed max"),
+        (lambda d: d.update(seeds={"baseline": 6, "max": 4}), "seeds", "must not exceed max"),
+        (lambda d: d.update(seeds={"initial": 3, "max": 8}), "seeds", "seeds.initial was removed"),
+        (lambda d: d.update(stats={"confirm_seeds": 1}), "stats", "stats.confirm_seeds was removed"),
         (lambda d: d["metrics"]["score"].update(direction="up"), "metrics.score.direction", "'min' or 'max'"),
         (lambda d: d["metrics"].update(size={"direction": "min", "role": "objective"}), "metrics", "exactly one"),
         (lambda d: d["metrics"]["size"].pop("max"), "metrics.size", "a guard needs a bound"),
@@ -53,7 +55,7 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path, monkeypa
         (lambda d: d["metrics"].update({"val loss": {"direction": "min"}}), "metrics", "'val loss' is not usable"),
         (lambda d: d.update(name="has space"), "name", "letters, digits"),
         (lambda d: d["budget"].update(max_trials=0), "budget.max_trials", "greater than or equal to 1"),
-        (lambda d: d.update(seeds={"baseline": 1, "initial": 1, "max": 1}), "(top level)", "could ever be promoted"),
+        (lambda d: d.update(seeds={"baseline": 1, "max": 1}), "(top level)", "could ever be promoted"),
     ],
 )
 def test_invalid_fields_are_named_with_their_line(tmp_path: Path, mutate, field: str, words: str) -> None:  # type: ignore[no-untyped-def]

@@ -32,7 +32,7 @@ def _config(bounds: tuple[float, float] = (0, 1), **stats: Any) -> CampaignConfi
         "name": "t", "project": "/p", "entrypoint": {"train": "x"},
         "metrics": {"acc": {"direction": "max", "role": "objective", "bounds": list(bounds)}},
         "search": {"proposers": [{"type": "random"}]},
-        "seeds": {"baseline": 5, "initial": 5, "max": 5},
+        "seeds": {"baseline": 5, "max": 5},
         "stats": {"screen_blocks": 0, **stats},
     })
 
