@@ -110,3 +110,45 @@ def block_times(tree: SearchTree, node: Node, pairs: Pairs) -> list[dict[str, An
             "apart": abs(mine.started_order - theirs.started_order),
         })
     return rows
+
+
+def node_is_settled(tree: SearchTree, node: Node) -> bool:
+    """All trials of the node, and of its parent on the same seeds, have finished: its blocks are in."""
+    if any(not r.state.is_finished() for r in tree.node_trials(node.node_id)):
+        return False
+    if node.parent_id is None:
+        return True
+    parent = tree.nodes[node.parent_id]
+    return all(
+        tree.trials[t].state.is_finished()
+        for t in (f"{parent.node_id}-s{s}" for s in node.seeds)
+        if t in tree.trials
+    )
+
+
+def due(tree: SearchTree, config: CampaignConfig) -> list[dict[str, Any]]:
+    """The blocks to request now, as `block_requested` events' data: one for every parent whose
+    open children have all finished their current block (so siblings share the next one).
+
+    A child waits when its own trials and its parent's trials on its seeds have all finished and
+    it is still undecided; a new child has no trials and waits at once.
+    """
+    waiting: dict[str, list[str]] = {}
+    busy: set[str] = set()
+    for node in tree.open_nodes():
+        if node.parent_id is None:
+            continue
+        if node_is_settled(tree, node):
+            waiting.setdefault(node.parent_id, []).append(node.node_id)
+        else:
+            busy.add(node.parent_id)
+    out: list[dict[str, Any]] = []
+    for parent_id, children in waiting.items():
+        if parent_id in busy:
+            continue
+        block = len(tree.blocks) + len(out) + 1
+        out.append({
+            "block": block, "parent_id": parent_id, "node_ids": children,
+            "seed": tree.next_seed(config.seeds.start) + len(out), "order": order(parent_id, children, block),
+        })
+    return out

@@ -11,12 +11,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from orchestrator import admission, blocks, drift, integration, policy
+from orchestrator.accounts import Accounts
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
 from orchestrator.dispatch import Dispatch, new_token, result_problems, shown, token_matches
-from orchestrator.fdr import ELond, expected_tests
 from orchestrator.memory import Memory
-from orchestrator.noise import NoiseModel
 from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
 from orchestrator.proposers.queue import QueueFileError
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, Proposal, SearchTree, TrialRecord
@@ -60,8 +59,7 @@ class SearchEngine:
         self.workspace = workspace
         self.memory = Memory(config.memory, embed=embed)
         self._invalid_keys: dict[str, str] = {}  # exact key of a screened-out proposal -> its id
-        self.noise = NoiseModel()
-        self.tests = self._new_error_control()
+        self.accounts = Accounts(config)
         # One clock for event stamps and budgets, so elapsed time is measured on one scale.
         self._clock = clock if clock is not None else tree.clock
         self._on_finish = on_finish
@@ -107,7 +105,7 @@ class SearchEngine:
             proposer.drain_events()  # what replay re-derived is in the journal already
         for record in self.tree.running_trials():
             self.tree.record("trial_lost", trial_id=record.trial_id, reason="campaign stopped while it ran")
-        self._rebuild_accounts()
+        self.accounts = Accounts.rebuild(self.config, self.tree)
 
     def _remember_again(self, proposal: Proposal) -> None:
         parent = self.tree.nodes.get(proposal.parent_id)
@@ -169,12 +167,12 @@ class SearchEngine:
         decided = False
         for node in list(self.tree.open_nodes()):
             # One failed trial fails the node: its other seeds would only spend budget.
-            if not policy.node_is_settled(self.tree, node) and not policy.has_failure(self.tree, node):
+            if not blocks.node_is_settled(self.tree, node) and not policy.has_failure(self.tree, node):
                 continue
             if node.node_id == ROOT_ID:
                 verdict = policy.judge_root(self.tree, self.config)
             else:
-                verdict = policy.judge_child(self.tree, node, self.config, self.noise)
+                verdict = policy.judge_child(self.tree, node, self.config, self.accounts.noise)
             if verdict.status is None:
                 if verdict.start_test:
                     self._start_test(node, verdict.evidence)
@@ -184,7 +182,7 @@ class SearchEngine:
                 reason=verdict.reason, evidence=verdict.evidence,
             )
             decided = True
-            self._account(node, verdict.status, verdict.evidence)
+            self.accounts.decided(self.tree, node, verdict.status, verdict.evidence)
             if node.node_id == ROOT_ID:
                 if verdict.status is NodeStatus.FAILED:
                     self._finish(f"the baseline failed, so nothing can be compared: {verdict.reason}")
@@ -195,40 +193,12 @@ class SearchEngine:
         return decided
 
     def _start_test(self, node: Node, screening: dict[str, Any]) -> None:
-        """The node's test begins: its number and level in the campaign's stream, and the noise pool
-        as it stands (frozen, so the test's e-value stays valid whatever is decided meanwhile)."""
-        test, level = self.tests.start()
-        pool = self.noise.pooled(policy.noise_cohort(self.tree, node, self.config))
-        self.tree.record(
-            "test_started", node_id=node.node_id, test=test, level=level,
-            pool=list(pool) if pool is not None else None, screen=screening,
-        )
+        self.tree.record("test_started", **self.accounts.start_test(self.tree, node), screen=screening)
 
     def _schedule_blocks(self) -> None:
-        """One new block for every parent whose open children all wait for evidence.
-
-        A child waits when its own trials and its parent's trials on its seeds have all finished
-        and it is still undecided. Children of one parent that wait together share the block.
-        """
-        if self.tree.phase not in (Phase.SEARCH, Phase.INTEGRATION):
-            return
-        waiting: dict[str, list[str]] = {}
-        busy: set[str] = set()
-        for node in self.tree.open_nodes():
-            if node.parent_id is None:
-                continue
-            if policy.node_is_settled(self.tree, node):
-                waiting.setdefault(node.parent_id, []).append(node.node_id)
-            else:
-                busy.add(node.parent_id)  # wait for it, so the siblings share the next block
-        for parent_id, children in waiting.items():
-            if parent_id in busy:
-                continue
-            block = len(self.tree.blocks) + 1
-            self.tree.record(
-                "block_requested", block=block, parent_id=parent_id, node_ids=children,
-                seed=self.tree.next_seed(self.config.seeds.start), order=blocks.order(parent_id, children, block),
-            )
+        if self.tree.phase in (Phase.SEARCH, Phase.INTEGRATION):
+            for block in blocks.due(self.tree, self.config):
+                self.tree.record("block_requested", **block)
 
     def _apply_verdicts(self) -> bool:
         """Carry out a person's verdicts on suspect nodes; True when any node changed.
@@ -255,41 +225,6 @@ class SearchEngine:
             )
             changed = True
         return changed
-
-    def _new_error_control(self) -> ELond:
-        stats = self.config.stats
-        horizon = stats.tests_expected or expected_tests(self.config.budget.max_trials)
-        return ELond(fdr=stats.fdr, w0=stats.initial_wealth, horizon=horizon)
-
-    def _account(self, node: Node, status: NodeStatus, evidence: dict[str, Any]) -> None:
-        """Feed a decision to the pooled noise model and the campaign's error control."""
-        cohort = policy.noise_cohort(self.tree, node, self.config)
-        # Implausible differences (a faked metric) would distort the noise every later test relies
-        # on, and count as no promotion, even once a person approves the node.
-        suspect = "suspect" in evidence
-        if node.node_id == ROOT_ID and status is NodeStatus.BASELINE:
-            values = list(self.tree.completed_values(ROOT_ID, self.config.objective).values())
-            self.noise.add_replicates(cohort, ROOT_ID, values)
-        elif status in (NodeStatus.PROMOTED, NodeStatus.PRUNED) and evidence.get("diffs") and not suspect:
-            self.noise.add_differences(cohort, node.node_id, evidence["diffs"])
-        if node.test and node.test in self.tests.open:
-            self.tests.finish(node.test, promoted=status is NodeStatus.PROMOTED and not suspect)
-
-    def _rebuild_accounts(self) -> None:
-        """Replay test starts and decisions in journal order into the noise model and error control."""
-        self.noise = NoiseModel()
-        self.tests = self._new_error_control()
-        steps: list[tuple[int, int, Node]] = []
-        for node in self.tree.nodes.values():
-            if node.test:
-                steps.append((node.test_seq, 0, node))
-            if node.status is not NodeStatus.OPEN:
-                steps.append((node.decided_seq, 1, node))
-        for _, kind, node in sorted(steps, key=lambda step: (step[0], step[1])):
-            if kind == 0:
-                self.tests.resume(node.test, node.level)
-            else:
-                self._account(node, node.status, (node.decision or {}).get("evidence") or {})
 
     def _notify(self, node: Node) -> None:
         assert node.change is not None

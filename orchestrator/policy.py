@@ -35,20 +35,6 @@ def seed_sequence(config: CampaignConfig) -> list[int]:
     return [config.seeds.start + i for i in range(config.seeds.max)]
 
 
-def node_is_settled(tree: SearchTree, node: Node) -> bool:
-    """All trials of the node, and of its parent on the same seeds, have finished."""
-    if any(not r.state.is_finished() for r in tree.node_trials(node.node_id)):
-        return False
-    if node.parent_id is None:
-        return True
-    parent = tree.nodes[node.parent_id]
-    return all(
-        tree.trials[t].state.is_finished()
-        for t in (f"{parent.node_id}-s{s}" for s in node.seeds)
-        if t in tree.trials
-    )
-
-
 def judge_root(tree: SearchTree, config: CampaignConfig) -> NodeVerdict:
     failed = _failures(tree, tree.root)
     if failed:
