@@ -69,7 +69,7 @@ def _block(tree: SearchTree, clock: Clock, block: int, parent: str, values: dict
     children = [node_id for node_id in values if node_id != parent]
     clock.now = at
     seed = tree.next_seed(0)
-    order = blocks.order(parent, children, block)
+    order = [parent, *children] if block % 2 else [*children[::-1], parent]  # fixed, so times are known
     tree.record("block_requested", block=block, parent_id=parent, node_ids=children, seed=seed, order=order)
     for position, node_id in enumerate(order):
         _run(tree, clock, f"{node_id}-s{seed}", values[node_id], at + 1 + position)
@@ -85,7 +85,7 @@ def _evidence(tree: SearchTree, config: CampaignConfig, node_id: str, **figures:
 def _campaign(tmp_path: Path) -> tuple[CampaignConfig, SearchTree, list[Event]]:
     """The baseline on 3 seeds; n1 and n2 in blocks 1-2 (n2 screened out), n1 alone in blocks 3-4
     while the baseline's controls drift, n1 promoted, then n1 as the control of n3 in blocks 5-6."""
-    config = load_config(write_config(tmp_path, stats={"drift_window": 2}))
+    config = load_config(write_config(tmp_path, stats={"drift_window": 2, "drift_z": 3.0}))
     clock = Clock()
     journal: list[Event] = []
     tree = SearchTree(sink=journal.append, clock=clock)
@@ -111,7 +111,7 @@ def _campaign(tmp_path: Path) -> tuple[CampaignConfig, SearchTree, list[Event]]:
     for block, at in ((3, T0 + 330), (4, T0 + 460)):
         control = CONTROLS[block - 1]
         _block(tree, clock, block, ROOT_ID, {ROOT_ID: control, "n1": control + 0.05}, at)
-    finding = drift.detect(tree, config, ROOT_ID, spread=0.02)
+    finding = drift.detect(tree, config, ROOT_ID)
     assert finding is not None
     tree.record("drift_detected", **finding.to_dict())
     tree.record(
@@ -200,11 +200,12 @@ def test_the_summary_has_the_controls_and_drift_computed_by_hand(tmp_path: Path)
     # Dispatches: the baseline 1-3, block 1 4-6, block 2 7-9, block 3 10-11, block 4 12-13 (n0 last).
     assert (event["node_id"], event["since_order"], event["at_order"]) == (ROOT_ID, 1, 13)
     assert event["shift"] == pytest.approx(0.095)
-    assert event["z"] == pytest.approx(4.75)
+    values = [*BASELINE, *CONTROLS]  # the baseline's controls in dispatch order, its noise from their steps
+    assert event["z"] == pytest.approx(0.095 / drift.successive_spread(values))
     assert event["shift_sds"] == pytest.approx(4.75)
     notebook = report.notebook(config, tree)
     assert "| n0 | 7 | 0.51 | 0.605 | +4.75 |" in notebook
-    assert "| n0 | 13 | 1 | +0.095 | +4.75 | +4.75 |" in notebook
+    assert f"| n0 | 13 | 1 | +0.095 | +4.75 | {event['z']:+.4g} |" in notebook  # shift in baseline sds, then z
 
 
 def test_a_campaign_without_drift_says_so(tmp_path: Path) -> None:
