@@ -59,11 +59,13 @@ class Pairs:
 
 
 def paired(
-    tree: SearchTree, node: Node, parent: Node, metric: str, config: CampaignConfig, since_seq: int = 0
+    tree: SearchTree, node: Node, parent: Node, metric: str, config: CampaignConfig, since_seq: int = 0,
+    limit: int | None = None,
 ) -> Pairs:
     """The node's and its parent's values of `metric` on the seeds where both completed within the
-    pairing window under one fingerprint; with `since_seq`, only blocks requested after it."""
-    limit = window(config)
+    pairing window (or `limit` dispatches) under one fingerprint; with `since_seq`, only trials
+    requested after it."""
+    limit = window(config) if limit is None else limit
     out = Pairs()
     for seed in sorted(node.seeds):
         mine = tree.trials.get(f"{node.node_id}-s{seed}")
@@ -91,10 +93,11 @@ def paired(
 
 
 def paired_differences(
-    tree: SearchTree, node: Node, parent: Node, config: CampaignConfig, since_seq: int = 0
+    tree: SearchTree, node: Node, parent: Node, config: CampaignConfig, since_seq: int = 0,
+    limit: int | None = None,
 ) -> tuple[list[float], Pairs]:
     """The node's gains over its parent (positive is better) in its blocks, and the pairs behind them."""
-    pairs = paired(tree, node, parent, config.objective, config, since_seq)
+    pairs = paired(tree, node, parent, config.objective, config, since_seq, limit)
     sign = 1.0 if config.metrics[config.objective].direction == "max" else -1.0
     return pairs.differences(sign), pairs
 
@@ -126,29 +129,63 @@ def node_is_settled(tree: SearchTree, node: Node) -> bool:
     )
 
 
-def due(tree: SearchTree, config: CampaignConfig) -> list[dict[str, Any]]:
-    """The blocks to request now, as `block_requested` events' data: one for every parent whose
-    open children have all finished their current block (so siblings share the next one).
+def screen_window(config: CampaignConfig) -> int:
+    """Most dispatches between a screening pair's two trials: four pairing windows. Screening only
+    chooses what to test (no error budget rides on it), so it may read the parent's recent
+    controls instead of paying for new ones; a drift in between can only make it choose worse."""
+    return 4 * window(config)
+
+
+def recent_controls(tree: SearchTree, config: CampaignConfig, node: Node, count: int) -> list[int]:
+    """Up to `count` seeds of the parent's most recent completed trials, within the screening
+    window of now and not yet run by `node`: a screening child runs on these instead of a block."""
+    assert node.parent_id is not None
+    seeds: list[int] = []
+    for record in sorted(tree.node_trials(node.parent_id), key=lambda r: -r.started_order):
+        if len(seeds) >= count or tree.dispatches - record.started_order > screen_window(config):
+            break
+        if record.state.value == "COMPLETE" and record.seed not in node.seeds:
+            seeds.append(record.seed)
+    return seeds
+
+
+def due(tree: SearchTree, config: CampaignConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The trials to request now, as events: for every parent whose open children have all finished
+    their current trials, one block they share (`block_requested`); a child still screening runs
+    first on its parent's recent controls when there are any (`seeds_requested`, no new control).
 
     A child waits when its own trials and its parent's trials on its seeds have all finished and
     it is still undecided; a new child has no trials and waits at once.
     """
-    waiting: dict[str, list[str]] = {}
+    waiting: dict[str, list[Node]] = {}
     busy: set[str] = set()
     for node in tree.open_nodes():
         if node.parent_id is None:
             continue
         if node_is_settled(tree, node):
-            waiting.setdefault(node.parent_id, []).append(node.node_id)
+            waiting.setdefault(node.parent_id, []).append(node)
         else:
             busy.add(node.parent_id)
-    out: list[dict[str, Any]] = []
+    out: list[tuple[str, dict[str, Any]]] = []
+    blocks = 0
     for parent_id, children in waiting.items():
         if parent_id in busy:
             continue
-        block = len(tree.blocks) + len(out) + 1
-        out.append({
-            "block": block, "parent_id": parent_id, "node_ids": children,
-            "seed": tree.next_seed(config.seeds.start) + len(out), "order": order(parent_id, children, block),
-        })
+        in_block, reusing = [], False
+        for child in children:
+            wanted = config.stats.screen_blocks - len(child.seeds) if not child.test and child.origin == "search" else 0
+            reused = recent_controls(tree, config, child, wanted) if wanted > 0 else []
+            if reused:
+                out.append(("seeds_requested", {"node_id": child.node_id, "seeds": reused}))
+                reusing = True
+            else:
+                in_block.append(child.node_id)
+        if not in_block or reusing:
+            continue  # the others wait for the reusing siblings, then all share the next block
+        blocks += 1
+        block = len(tree.blocks) + blocks
+        out.append(("block_requested", {
+            "block": block, "parent_id": parent_id, "node_ids": in_block,
+            "seed": tree.next_seed(config.seeds.start) + blocks - 1, "order": order(parent_id, in_block, block),
+        }))
     return out

@@ -197,8 +197,8 @@ class SearchEngine:
 
     def _schedule_blocks(self) -> None:
         if self.tree.phase in (Phase.SEARCH, Phase.INTEGRATION):
-            for block in blocks.due(self.tree, self.config):
-                self.tree.record("block_requested", **block)
+            for type_, data in blocks.due(self.tree, self.config):
+                self.tree.record(type_, **data)
 
     def _apply_verdicts(self) -> bool:
         """Carry out a person's verdicts on suspect nodes; True when any node changed.

@@ -140,12 +140,15 @@ def _judge_evidence(tree: SearchTree, node: Node, config: CampaignConfig, noise:
     if not node.test:
         if node.origin != "search" or stats.screen_blocks == 0:
             return NodeVerdict(None, "enters its test without screening", evidence, start_test=True)
+        screen_diffs, screen_pairs = blocks.paired_differences(
+            tree, node, parent, config, limit=blocks.screen_window(config)
+        )
         decision = screen(
-            diffs, pool=noise.pooled(noise_cohort(tree, node, config)), blocks=stats.screen_blocks,
+            screen_diffs, pool=noise.pooled(noise_cohort(tree, node, config)), blocks=stats.screen_blocks,
             screen_z=stats.screen_z, min_effect=stats.min_effect, confidence=stats.confidence,
         )
         evidence = {"test": "screening", **decision.to_dict(), **evidence,
-                    "blocks": blocks.block_times(tree, node, pairs)}
+                    "screen_seeds": screen_pairs.seeds, "blocks": blocks.block_times(tree, node, screen_pairs)}
         if decision.verdict is Verdict.PRUNE:
             return NodeVerdict(NodeStatus.PRUNED, decision.reason, evidence)
         if passed(decision):

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator import report
+from orchestrator import blocks, report
 from orchestrator.campaign import prepare
 from orchestrator.config import load_config
 from orchestrator.search import FINISHED, SearchService
@@ -124,11 +124,15 @@ def test_every_child_runs_on_its_parents_seeds(tmp_path: Path) -> None:
         child_done = tree.completed_values(node.node_id, "score")
         parent_done = tree.completed_values(node.parent_id, "score")
         assert set(evidence["seeds"]) <= set(child_done) & set(parent_done)
-        # Each pair ran in one block: the child's and the parent's trial on one seed, close in time.
+        # A test's pairs ran in one block: the child's and the parent's trial on one fresh seed, close
+        # in time. Screening may instead reuse the parent's recent trials, within a wider window.
+        screening = evidence.get("test") == "screening"
         for block in evidence["blocks"]:
-            parent_trial = tree.trials[f"{node.parent_id}-s{block['seed']}"]
-            assert parent_trial.block == block["block"] == tree.trials[f"{node.node_id}-s{block['seed']}"].block
-            assert block["apart"] <= 2 * (config.search.max_open_nodes + 1) + 2 * config.ray.max_concurrent
+            mine = tree.trials[f"{node.node_id}-s{block['seed']}"]
+            if not screening:
+                assert tree.trials[f"{node.parent_id}-s{block['seed']}"].block == block["block"] == mine.block
+            limit = blocks.screen_window(config) if screening else blocks.window(config)
+            assert block["apart"] <= limit
         if evidence.get("test") == "e-process":
             assert evidence["n"] == len(evidence["test_seeds"]) <= len(evidence["seeds"])
         compared += 1

@@ -167,7 +167,10 @@ def _node_of(tree: SearchTree, source_id: str) -> str:
 
 @pytest.mark.parametrize("verdict", ["approve", "reject"])
 def test_a_constant_metric_is_suspect_until_a_person_decides(tmp_path: Path, verdict: str) -> None:
-    config = load_config(write_self_reported_config(tmp_path, ITEMS, integration={"enabled": False}))
+    # One change under test at a time: the suspect turns up while later items still wait, so the
+    # campaign is running when the verdict comes.
+    search = {"proposers": [{"type": "queue", "path": str(tmp_path / "hypotheses.yaml")}], "max_open_nodes": 1}
+    config = load_config(write_self_reported_config(tmp_path, ITEMS, integration={"enabled": False}, search=search))
     campaign_dir = str(config.campaign_dir)
     service = SearchService(config.model_dump(mode="json"), prepare(config, None))
     _run_until_suspect(service)
