@@ -53,3 +53,13 @@ def test_quickstart_decides_every_change_for_the_right_reason(tmp_path: Path) ->
     assert len(summary["fingerprints"]) == 1
     notebook = report.notebook(config, tree)
     assert "standardizing each pixel" in notebook.lower() and "AttributeError" in notebook
+    # The report shows the control chart and, for every decision on evidence, when its blocks ran.
+    assert "## Controls and drift" in notebook and "![control chart](control_chart.svg)" in notebook
+    assert summary["controls"]["nodes"] and summary["controls"]["nodes"][0]["controls"] >= config.seeds.baseline
+    for decision in (queue["standardize-inputs"], queue["independent-init-stream"], queue["quarter-of-data"]):
+        blocks = decision["blocks"]
+        assert blocks and blocks["count"] >= 1 and blocks["max_apart"] <= 2 * (config.search.max_open_nodes + 1) + 2 * (
+            config.ray.max_concurrent
+        ), decision
+        assert f"{blocks['count']} block" in notebook
+    assert (report.write_notebook(config, tree).parent / "control_chart.svg").read_text().startswith("<svg")
