@@ -10,7 +10,8 @@ order within a block is shuffled, seeded by the block's number, so that neither 
 nor trials dealt to machines in turn puts a child on the same side of its control every time.
 
 A pair is used only when both trials completed under one fingerprint and started at most
-`window` dispatches apart: a trial lost and rerun much later no longer shares its block's
+`window` trials apart (trials of the campaign finished between their starts): a trial lost and
+rerun much later no longer shares its block's
 conditions. Old trials still feed the noise model (orchestrator/noise.py), never a difference.
 """
 
@@ -25,7 +26,7 @@ from orchestrator.tree import Node, SearchTree
 
 
 def window(config: CampaignConfig) -> int:
-    """Most dispatches between the two trials of a pair: `stats.pair_window`, or enough for one
+    """Most trials finished between the starts of a pair's two trials: `stats.pair_window`, or enough for one
     block of every open node and a full round of concurrent trials."""
     if config.stats.pair_window:
         return config.stats.pair_window
@@ -63,7 +64,7 @@ def paired(
     limit: int | None = None,
 ) -> Pairs:
     """The node's and its parent's values of `metric` on the seeds where both completed within the
-    pairing window (or `limit` dispatches) under one fingerprint; with `since_seq`, only trials
+    pairing window (or `limit` trials apart) under one fingerprint; with `since_seq`, only trials
     requested after it."""
     limit = window(config) if limit is None else limit
     out = Pairs()
@@ -83,7 +84,7 @@ def paired(
             continue
         apart = abs(mine.started_order - theirs.started_order)
         if apart > limit:
-            out.excluded[seed] = f"the two trials started {apart} dispatches apart (window {limit})"
+            out.excluded[seed] = f"the two trials started {apart} trials apart (window {limit})"
             continue
         out.seeds.append(seed)
         out.child.append(mine.result.metrics[metric])
@@ -130,7 +131,7 @@ def node_is_settled(tree: SearchTree, node: Node) -> bool:
 
 
 def screen_window(config: CampaignConfig) -> int:
-    """Most dispatches between a screening pair's two trials: four pairing windows. Screening only
+    """Most trials between a screening pair's two trials: four pairing windows. Screening only
     chooses what to test (no error budget rides on it), so it may read the parent's recent
     controls instead of paying for new ones; a drift in between can only make it choose worse."""
     return 4 * window(config)
@@ -142,7 +143,7 @@ def recent_controls(tree: SearchTree, config: CampaignConfig, node: Node, count:
     assert node.parent_id is not None
     seeds: list[int] = []
     for record in sorted(tree.node_trials(node.parent_id), key=lambda r: -r.started_order):
-        if len(seeds) >= count or tree.dispatches - record.started_order > screen_window(config):
+        if len(seeds) >= count or tree.finished_count - record.started_order > screen_window(config):
             break
         if record.state.value == "COMPLETE" and record.seed not in node.seeds:
             seeds.append(record.seed)

@@ -172,7 +172,7 @@ class StatsConfig(_Model):
     min_seeds: int = Field(default=sequential.N_MIN, ge=1, description="no promotion on fewer paired seeds in the test")
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     pair_window: int = Field(
-        default=0, ge=0, description="most dispatches between the two trials of a pair (0: from concurrency)"
+        default=0, ge=0, description="most trials finished between the starts of a pair's trials (0: auto)"
     )
     drift_window: int = Field(default=4, ge=1, description="controls the drift monitor compares, early and recent")
     drift_z: float = Field(default=4.0, gt=0, description="shift of the controls, in standard errors, that is drift")

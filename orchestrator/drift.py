@@ -27,7 +27,7 @@ from trials.spec import TrialState
 class ControlPoint:
     node_id: str
     cohort: str  # the fingerprint's comparability key
-    order: int  # dispatches when it started: the chart's time axis
+    order: int  # trials of the campaign finished when it started: the chart's time axis
     started_ts: float
     seed: int
     block: int
@@ -92,7 +92,7 @@ def detect(tree: SearchTree, config: CampaignConfig, node_id: str) -> DriftFindi
     tests/orchestrator/test_drift.py).
     """
     w = config.stats.drift_window
-    since = max((int(e["at_order"]) for e in tree.drift_events if e["node_id"] == node_id), default=0)
+    since = max((int(e["at_order"]) for e in tree.drift_events if e["node_id"] == node_id), default=-1)
     by_cohort: dict[str, list[ControlPoint]] = {}
     for point in node_controls(tree, config, node_id):
         if point.order > since:

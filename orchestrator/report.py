@@ -366,7 +366,8 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
               "tested on the blocks run after that, by an e-value against the threshold its level in the "
               "campaign's error control sets (docs/statistics.md). Gain is positive when better. *test*: the "
               "e-value and the threshold it must reach, or *screened out*; *blocks*: the blocks the decision "
-              "read, when they ran (UTC), and the most dispatches between a child's trial and its control.", "",
+              "read, when they ran (UTC), and the most trials finished between the starts of a child's trial "
+              "and its control.", "",
               "| node | parent | change | proposer | status | gain | CI | p | n | test | blocks | reason |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in data["decisions"]:
@@ -488,11 +489,14 @@ def _controls_section(data: dict[str, Any]) -> list[str]:
     lines.append("")
     if not data["drift_events"]:
         return [*lines, "No drift detected."]
-    lines += ["| drift of | at dispatch | since dispatch | shift | shift (seed sds) | z |",
+    lines += ["*at* and *since*: the campaign's clock (trials finished) when the last and the first control "
+              "read started.", "",
+              "| drift of | at | since | shift | shift (seed sds) | z |",
               "|---|---|---|---|---|---|"]
     for event in data["drift_events"]:
+        since = event["since_order"]
         lines.append(
-            f"| {event['node_id']} | {event['at_order']} | {event['since_order'] or '–'} | "
+            f"| {event['node_id']} | {event['at_order']} | {'–' if since is None else since} | "
             f"{_fmt_signed(event['shift'])} | {_fmt_signed(event['shift_sds'])} | {_fmt_signed(event['z'])} |"
         )
     return lines

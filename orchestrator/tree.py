@@ -106,7 +106,7 @@ class TrialRecord:
     block: int = 0  # the block it belongs to (0: the baseline's first seeds)
     requested_seq: int = 0  # journal position of its request: trials are dispatched in request order
     position: int = 0  # its place in that request
-    started_order: int = 0  # how many trials the campaign had dispatched when it last started
+    started_order: int = 0  # how many trials of the campaign had finished when it last started
     started_ts: float = 0.0
 
 
@@ -139,7 +139,10 @@ class SearchTree:
         self.screenings: dict[str, dict[str, Any]] = {}  # node -> its screening evidence, when its test began
         self.blocks: dict[int, dict[str, Any]] = {}  # block -> parent, children, seed, order, requested_seq
         self.drift_events: list[dict[str, Any]] = []
-        self.dispatches = 0  # trials started, retries included: the campaign's clock for pairing
+        # Trials finished so far: the campaign's clock for pairing. Counting finishes, not starts,
+        # keeps a crash out of it: a trial cut off and run again after a resume starts at the same
+        # count as it would have without the crash (one at a time).
+        self.finished_count = 0
         self.max_seed: int | None = None
         self.sessions: list[dict[str, Any]] = []
         self.llm_usd = 0.0  # spend of every LLM call, from llm_call events
@@ -255,8 +258,7 @@ class SearchTree:
             return  # a finished trial is never run again
         self._set_state(record, TrialState.RUNNING)
         record.attempts += 1
-        self.dispatches += 1
-        record.started_order = self.dispatches
+        record.started_order = self.finished_count
         record.started_ts = self._applying_ts
 
     def _on_trial_finished(self, data: dict[str, Any]) -> None:
@@ -264,6 +266,7 @@ class SearchTree:
         record = self.trials[result.trial_id]
         if record.state.is_finished():
             return  # reported twice (a retried report): recorded once
+        self.finished_count += 1
         self._set_state(record, result.state)
         record.result = result
 

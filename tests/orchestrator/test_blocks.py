@@ -52,6 +52,6 @@ def test_a_pair_run_too_far_apart_is_left_out_with_the_reason() -> None:
     _run(tree, "n1", 11, 1.7)  # four dispatches after its control: outside the window
     pairs = blocks.paired(tree, tree.nodes["n1"], tree.root, "acc", config)
     assert pairs.seeds == [10] and pairs.child == [1.5] and pairs.blocks == [1]
-    assert pairs.excluded == {11: "the two trials started 4 dispatches apart (window 3)"}
+    assert pairs.excluded == {11: "the two trials started 4 trials apart (window 3)"}
     default = _config()  # one block of every open node, and a round of concurrent trials
     assert blocks.window(default) == 2 * (1 + 1) + 2 * default.ray.max_concurrent

@@ -197,15 +197,16 @@ def test_the_summary_has_the_controls_and_drift_computed_by_hand(tmp_path: Path)
     assert n1["last_mean"] == pytest.approx(0.665)
     assert n1["shift_sds"] == pytest.approx(0.11 / 0.02)
     (event,) = data["drift_events"]
-    # Dispatches: the baseline 1-3, block 1 4-6, block 2 7-9, block 3 10-11, block 4 12-13 (n0 last).
-    assert (event["node_id"], event["since_order"], event["at_order"]) == (ROOT_ID, 1, 13)
+    # The clock (trials finished when each started; one at a time): the baseline 0-2, block 1 3-5,
+    # block 2 6-8, block 3 9-10, block 4 11-12 (n0 last).
+    assert (event["node_id"], event["since_order"], event["at_order"]) == (ROOT_ID, 0, 12)
     assert event["shift"] == pytest.approx(0.095)
     values = [*BASELINE, *CONTROLS]  # the baseline's controls in dispatch order, its noise from their steps
     assert event["z"] == pytest.approx(0.095 / drift.successive_spread(values))
     assert event["shift_sds"] == pytest.approx(4.75)
     notebook = report.notebook(config, tree)
     assert "| n0 | 7 | 0.51 | 0.605 | +4.75 |" in notebook
-    assert f"| n0 | 13 | 1 | +0.095 | +4.75 | {event['z']:+.4g} |" in notebook  # shift in baseline sds, then z
+    assert f"| n0 | 12 | 0 | +0.095 | +4.75 | {event['z']:+.4g} |" in notebook  # shift in baseline sds, then z
 
 
 def test_a_campaign_without_drift_says_so(tmp_path: Path) -> None:
@@ -324,8 +325,8 @@ def test_the_trials_table_has_each_trials_block_and_dispatch_order(tmp_path: Pat
     ledger.close(trials=tree.trials)
     fs, root = open_filesystem(str(tmp_path / "ledger"))
     rows = {r["trial_id"]: (r["block"], r["started_order"]) for r in read_table(fs, root, "trials").to_pylist()}
-    assert rows["n0-s0"] == (0, 1)
-    assert rows["n1-s3"] == (1, 5) and rows["n0-s6"] == (4, 13)
+    assert rows["n0-s0"] == (0, 0)
+    assert rows["n1-s3"] == (1, 4) and rows["n0-s6"] == (4, 12)
     assert rows == {tid: (r.block, r.started_order) for tid, r in tree.trials.items()}
 
 
