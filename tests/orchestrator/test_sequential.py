@@ -32,7 +32,7 @@ def test_the_e_value_has_expectation_one_under_the_null(pool_df: int) -> None:
 def test_looking_after_every_seed_keeps_the_level() -> None:
     # An e-process: stopping at the first look where e >= 1 / level is a level test (Ville).
     rng = np.random.default_rng(1)
-    level, runs, promoted = 0.05, 2000, 0
+    level, runs, promoted = 0.05, 1000, 0
     for _ in range(runs):
         pool_ss = float((rng.standard_normal(10) ** 2).sum())
         diffs = rng.standard_normal(24)
@@ -181,7 +181,7 @@ def _stream(rng: np.random.Generator, effects: np.ndarray, shared: float) -> tup
 
 def test_all_null_streams_rarely_promote_even_when_tests_share_noise() -> None:
     rng = np.random.default_rng(7)
-    runs = 300
+    runs = 200
     any_promoted = sum(_stream(rng, np.zeros(20), shared=0.5)[1] > 0 for _ in range(runs))
     assert any_promoted / runs <= 0.05 + 3 * math.sqrt(0.05 / runs)
 
@@ -189,7 +189,7 @@ def test_all_null_streams_rarely_promote_even_when_tests_share_noise() -> None:
 def test_false_discoveries_stay_below_fdr_under_dependence() -> None:
     rng = np.random.default_rng(8)
     fdps = []
-    for _ in range(200):
+    for _ in range(120):
         effects = np.where(rng.random(20) < 0.3, 1.5, 0.0)
         false, promoted = _stream(rng, effects, shared=0.5)
         fdps.append(false / max(promoted, 1))
