@@ -504,31 +504,17 @@ def greedy_campaign(scenario: Scenario, seed: int, seeds_per_candidate: int) -> 
         next_seed += k
         return float(np.mean([truth.run(node, s, baseline) for s in range(next_seed - k, next_seed)]))
 
-    best, best_score, trials = ROOT, measure(ROOT, baseline=True), k
-    promoted = false = positives = found = count = 0
-    while trials + k <= scenario.budget:
-        count += 1
-        node = f"n{count}"
-        truth.draw_candidate(f"c{count}")
-        effect = truth.add_node(node, best, [f"c{count}"])
+    best_score = measure(ROOT, baseline=True)
+
+    def keeps(best: str, node: str) -> bool:
+        nonlocal best_score
         score = measure(node)
-        trials += k
-        positives += effect >= 0.5 * scenario.sigma
-        if score > best_score:
-            promoted += 1
-            false += effect <= 0
-            found += effect >= 0.5 * scenario.sigma
-            best, best_score = node, score
-    return CampaignOutcome(
-        truth.means[best] / scenario.sigma,
-        promoted,
-        false,
-        positives,
-        found,
-        trials,
-        trials * scenario.mean_duration_h,
-        count,
-    )
+        if score <= best_score:
+            return False
+        best_score = score
+        return True
+
+    return _keep_if_better(scenario, truth, k, k, keeps)
 
 
 def paired_greedy_campaign(scenario: Scenario, seed: int, seeds_per_candidate: int = 3) -> CampaignOutcome:
@@ -538,34 +524,44 @@ def paired_greedy_campaign(scenario: Scenario, seed: int, seeds_per_candidate: i
     candidate; with no threshold beyond 0, about half of null candidates are still kept."""
     truth = _Truth.for_campaign(scenario, seed)
     k = seeds_per_candidate
-    best, trials, next_seed = ROOT, 0, 0
-    promoted = false = positives = found = count = 0
-    while trials + 2 * k <= scenario.budget:
-        count += 1
-        node = f"n{count}"
-        truth.draw_candidate(f"c{count}")
-        effect = truth.add_node(node, best, [f"c{count}"])
+    next_seed = 0
+
+    def keeps(best: str, node: str) -> bool:
+        nonlocal next_seed
         diffs = []
         for s in range(next_seed, next_seed + k):
             incumbent, candidate = truth.run_together([(best, s), (node, s)])
             diffs.append(candidate - incumbent)
         next_seed += k
-        trials += 2 * k
-        positives += effect >= 0.5 * scenario.sigma
-        if float(np.mean(diffs)) > 0:
+        return float(np.mean(diffs)) > 0
+
+    return _keep_if_better(scenario, truth, 0, 2 * k, keeps)
+
+
+def _keep_if_better(
+    scenario: Scenario, truth: _Truth, trials: int, cost: int, keeps: Callable[[str, str], bool]
+) -> CampaignOutcome:
+    """The loop both greedy baselines share: each candidate is drawn on top of the current best,
+    `keeps(best, candidate)` spends `cost` trials judging it, and a kept one becomes the best.
+    `trials`: spent before the first candidate (the baseline's own measurement)."""
+    best = ROOT
+    promoted = false = positives = found = count = 0
+    while trials + cost <= scenario.budget:
+        count += 1
+        node = f"n{count}"
+        truth.draw_candidate(f"c{count}")
+        effect = truth.add_node(node, best, [f"c{count}"])
+        trials += cost
+        helpful = effect >= 0.5 * scenario.sigma
+        positives += helpful
+        if keeps(best, node):
             promoted += 1
             false += effect <= 0
-            found += effect >= 0.5 * scenario.sigma
+            found += helpful
             best = node
     return CampaignOutcome(
-        truth.means[best] / scenario.sigma,
-        promoted,
-        false,
-        positives,
-        found,
-        trials,
-        trials * scenario.mean_duration_h,
-        count,
+        truth.means[best] / scenario.sigma, promoted, false, positives, found, trials,
+        trials * scenario.mean_duration_h, count,
     )
 
 
