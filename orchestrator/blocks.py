@@ -23,6 +23,7 @@ from typing import Any
 
 from orchestrator.config import CampaignConfig
 from orchestrator.tree import Node, SearchTree
+from trials.spec import TrialState
 
 
 def window(config: CampaignConfig) -> int:
@@ -77,7 +78,7 @@ def paired(
             continue
         if metric not in mine.result.metrics or metric not in theirs.result.metrics:
             continue
-        if mine.result.state.value != "COMPLETE" or theirs.result.state.value != "COMPLETE":
+        if mine.result.state is not TrialState.COMPLETE or theirs.result.state is not TrialState.COMPLETE:
             continue
         if mine.result.fingerprint.comparability_key() != theirs.result.fingerprint.comparability_key():
             out.excluded[seed] = "the two trials ran under different fingerprints"
@@ -145,7 +146,7 @@ def recent_controls(tree: SearchTree, config: CampaignConfig, node: Node, count:
     for record in sorted(tree.node_trials(node.parent_id), key=lambda r: -r.started_order):
         if len(seeds) >= count or tree.finished_count - record.started_order > screen_window(config):
             break
-        if record.state.value == "COMPLETE" and record.seed not in node.seeds:
+        if record.state is TrialState.COMPLETE and record.seed not in node.seeds:
             seeds.append(record.seed)
     return seeds
 

@@ -34,11 +34,15 @@ class ControlPoint:
     value: float
 
 
-def controls(tree: SearchTree, config: CampaignConfig) -> list[ControlPoint]:
-    """Every completed trial of a node that served as a control (the baseline, and parents of blocks)."""
-    parents = {ROOT_ID} | {str(b["parent_id"]) for b in tree.blocks.values()}
-    points = [p for node_id in sorted(parents) for p in node_controls(tree, config, node_id)]
-    return sorted(points, key=lambda p: p.order)
+def control_nodes(tree: SearchTree) -> list[str]:
+    """The nodes that served as controls: the baseline, then each block's parent by its first block."""
+    if ROOT_ID not in tree.nodes:
+        return []
+    first_block: dict[str, int] = {}
+    for block, row in sorted(tree.blocks.items()):
+        first_block.setdefault(str(row["parent_id"]), block)
+    first_block.pop(ROOT_ID, None)
+    return [ROOT_ID, *sorted(first_block, key=lambda node_id: (first_block[node_id], node_id))]
 
 
 def node_controls(tree: SearchTree, config: CampaignConfig, node_id: str) -> list[ControlPoint]:

@@ -403,7 +403,6 @@ class SearchEngine:
             self._start_test(node, {})  # a graft re-tests changes already screened and promoted
         return node  # its blocks are requested with its siblings' (_schedule_blocks)
 
-
     def _begin_integration(self, reason: str) -> None:
         winners = integration.branch_winners(self.tree, self.config)
         self.tree.record("note", message=f"search stopped: {reason}")

@@ -188,15 +188,6 @@ def _judge_evidence(tree: SearchTree, node: Node, config: CampaignConfig, noise:
     return NodeVerdict(NodeStatus.PROMOTED, decision.reason, evidence)
 
 
-def paired_differences(
-    tree: SearchTree, node: Node, parent: Node, config: CampaignConfig
-) -> tuple[list[float], list[int], list[int]]:
-    """The node's gains over its parent in its blocks (positive is better), their seeds, and the
-    seeds left out (other fingerprints, or run too far apart)."""
-    diffs, pairs = blocks.paired_differences(tree, node, parent, config)
-    return diffs, pairs.seeds, sorted(pairs.excluded)
-
-
 def noise_cohort(tree: SearchTree, node: Node, config: CampaignConfig) -> str:
     """Trials whose noise is pooled together: one objective under one fingerprint."""
     for record in tree.node_trials(node.node_id):

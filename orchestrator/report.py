@@ -158,17 +158,6 @@ def baseline_sd(tree: SearchTree, config: CampaignConfig) -> float | None:
     return _clean(statistics.stdev(values)) if len(values) >= 2 else None
 
 
-def _control_nodes(tree: SearchTree) -> list[str]:
-    """The nodes that served as controls: the baseline, then each block parent by its first block."""
-    if ROOT_ID not in tree.nodes:
-        return []
-    first_block: dict[str, int] = {}
-    for block, row in sorted(tree.blocks.items()):
-        first_block.setdefault(str(row["parent_id"]), block)
-    first_block.pop(ROOT_ID, None)
-    return [ROOT_ID, *sorted(first_block, key=lambda node_id: (first_block[node_id], node_id))]
-
-
 def controls(tree: SearchTree, config: CampaignConfig) -> dict[str, Any]:
     """Per control node: its controls, the mean of its first and of its last drift window, and
     the shift between them in seed sds. The last window is reported once it no longer overlaps
@@ -176,7 +165,7 @@ def controls(tree: SearchTree, config: CampaignConfig) -> dict[str, Any]:
     window = config.stats.drift_window
     sd = baseline_sd(tree, config)
     nodes = []
-    for node_id in _control_nodes(tree):
+    for node_id in drift.control_nodes(tree):
         points = drift.node_controls(tree, config, node_id)
         values = [p.value for p in points]
         first = _clean(statistics.fmean(values[:window])) if len(values) >= window else None
@@ -206,10 +195,10 @@ def drift_events(tree: SearchTree, config: CampaignConfig) -> list[dict[str, Any
 
 
 def control_chart(config: CampaignConfig, tree: SearchTree) -> str:
-    """The controls in dispatch order as an SVG control chart (orchestrator/chart.py)."""
+    """The controls in the order they ran, as an SVG control chart (orchestrator/chart.py)."""
     window = config.stats.drift_window
     series = []
-    for node_id in _control_nodes(tree):
+    for node_id in drift.control_nodes(tree):
         points = drift.node_controls(tree, config, node_id)
         reference = statistics.fmean(p.value for p in points[:window]) if len(points) >= window else None
         series.append(chart.Series(node_id, [(p.order, p.value) for p in points], reference))
@@ -219,7 +208,7 @@ def control_chart(config: CampaignConfig, tree: SearchTree) -> str:
     ]
     direction = config.metrics[config.objective].direction
     return chart.control_chart(
-        series, markers, title=f"Controls of {config.name}: {config.objective} by dispatch",
+        series, markers, title=f"Controls of {config.name}: {config.objective} over the campaign (trials finished)",
         y_label=f"{config.objective} ({direction}imize)",
     )
 
