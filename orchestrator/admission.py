@@ -66,7 +66,7 @@ def screen(
     if change.proposer == integration.PROPOSER:
         return Admission(change_problem(config, workspace, parent, change), notes=notes)
     sources = workspace.sources(parent, change) if code else None
-    entry = memory.entry(change, parent.node_id, parent.params, sources)
+    entry = memory.entry(change, parent.node_id, parent.params, sources, lineage=parent.chain)
     verdict = memory.check(entry)
     seen = Admission("", memory=verdict.to_dict(), key=entry.key, notes=notes)
     if verdict.duplicate:

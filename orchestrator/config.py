@@ -256,16 +256,26 @@ class MemoryConfig(_Model):
     """How alike two proposals must be to count as the same idea (docs/memory.md)."""
 
     text_threshold: float = Field(
-        default=0.45, gt=0, le=1,
+        default=0.55, gt=0, le=1,
         description="lexical similarity of two hypotheses (0 to 1) at or above which they are duplicates",
+    )
+    ngram_threshold: float = Field(
+        default=0.7, gt=0, le=1,
+        description="character n-gram TF-IDF cosine of two hypotheses' change parts at or above which they are the "
+        "same change",
     )
     structural: bool = Field(
         default=True,
-        description="reject a code change making the same move (targets, direction) with the same aspect on the same "
-        "parent as an earlier one, and a params value within param_tolerance of one tried",
+        description="a code change making the same move (targets, places, direction) with the same aspect as an "
+        "earlier one is the same change",
     )
     param_tolerance: float = Field(
-        default=0.05, ge=0, description="relative difference under which two values of a parameter are the same"
+        default=0.05, ge=0,
+        description="relative difference under which two values of a knob are the same value (0.0100 and 0.0102)",
+    )
+    max_retries: int = Field(
+        default=1, ge=0,
+        description="times the same change may be tried again on one parent after its trial failed (a revisit)",
     )
     embedding_model: str | None = Field(default=None, description="litellm embedding model for hypotheses")
     embedding_threshold: float = Field(

@@ -15,7 +15,7 @@ from orchestrator.accounts import Accounts
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
 from orchestrator.dispatch import Dispatch, new_token, result_problems, shown, token_matches
-from orchestrator.memory import Memory
+from orchestrator.memory import Memory, same_change_as
 from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
 from orchestrator.proposers.queue import QueueFileError
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, Proposal, SearchTree, TrialRecord
@@ -57,7 +57,7 @@ class SearchEngine:
         self.tree = tree
         self.proposers = proposers
         self.workspace = workspace
-        self.memory = Memory(config.memory, embed=embed)
+        self.memory = Memory(config.memory, embed=embed, notes=config.metrics)
         self._invalid_keys: dict[str, str] = {}  # exact key of a screened-out proposal -> its id
         self.accounts = Accounts(config)
         # One clock for event stamps and budgets, so elapsed time is measured on one scale.
@@ -110,9 +110,14 @@ class SearchEngine:
     def _remember_again(self, proposal: Proposal) -> None:
         parent = self.tree.nodes.get(proposal.parent_id)
         params = parent.params if parent is not None else {}
-        entry = self.memory.entry(proposal.change, proposal.parent_id, params, key=proposal.memory_key or None)
+        lineage = parent.chain if parent is not None else ()
+        entry = self.memory.entry(proposal.change, proposal.parent_id, params, key=proposal.memory_key or None,
+                                  lineage=lineage)
         if proposal.verdict == "accepted" or proposal.duplicate_of:
-            self.memory.remember(entry, proposal.proposal_id)
+            self.memory.remember(entry, proposal.proposal_id, proposal.node_id, same_change_as(proposal.memory))
+            node = self.tree.nodes.get(proposal.node_id or "")
+            if node is not None and node.status is NodeStatus.FAILED:
+                self.memory.failed(node.node_id)
         else:
             self._invalid_keys.setdefault(entry.key, proposal.proposal_id)
 
@@ -189,6 +194,8 @@ class SearchEngine:
                 else:
                     self.tree.record("phase_changed", phase=Phase.SEARCH.value)
             elif node.change is not None:
+                if verdict.status is NodeStatus.FAILED:
+                    self.memory.failed(node.node_id)
                 self._notify(node)
         return decided
 
@@ -371,8 +378,9 @@ class SearchEngine:
         """Screen a proposal; create its node if it passes, else journal why not."""
         proposal_id = self.tree.next_proposal_id()
         verdict = admission.screen(self.config, self.memory, self._invalid_keys, self.workspace, parent, change)
+        node_id = self.tree.next_node_id() if verdict.accepted else None
         if verdict.remember is not None:
-            self.memory.remember(verdict.remember, proposal_id)
+            self.memory.remember(verdict.remember, proposal_id, node_id, same_change_as(verdict.memory))
         elif verdict.invalid:
             self._invalid_keys.setdefault(verdict.key, proposal_id)
         extra: dict[str, Any] = {"notes": list(verdict.notes)} if verdict.notes else {}
@@ -385,7 +393,7 @@ class SearchEngine:
             if proposer is not None:
                 proposer.observe(change, Outcome("REJECTED", None, verdict.reason, verdict.duplicate_of))
             return None
-        node_id = self.tree.next_node_id()
+        assert node_id is not None
         params = {**parent.params, **change.params}
         commit = self.workspace.commit(parent, node_id, change, params)
         self.tree.record(

@@ -36,7 +36,9 @@ from trials.spec import Fingerprint
 # 2: proposals gained memory_* columns and the llm_calls table appeared; version 1 parts
 # read with those columns null.
 # 3: trials gained block and started_order; version 2 parts read with them null.
-SCHEMA_VERSION = 3
+# 4: proposals gained memory_level, memory_earlier and memory_knob; memory_verdict became
+# repeat | revisit | sweep-step | new (older parts say new | exact | structural | text | embedding).
+SCHEMA_VERSION = 4
 MAX_RETRY_S = 30.0  # longest wait between flushes while storage is down
 COMPACT_AT = 16  # parts of one table that are merged into one at the end of a session
 log = logging.getLogger("arborist.ledger")
@@ -110,9 +112,12 @@ PROPOSAL_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("node_id", pa.string()),
         ("duplicate_of", pa.string()),
-        ("memory_verdict", pa.string()),  # new | exact | structural | text | embedding
+        ("memory_verdict", pa.string()),  # repeat | revisit | sweep-step | new
+        ("memory_level", pa.string()),  # how the earlier one was found: exact | claims | structure | text | embedding
+        ("memory_earlier", pa.string()),  # the proposal it repeats or revisits, or its sweep's latest step
+        ("memory_knob", pa.string()),  # a sweep step's knob
         ("memory_score", pa.float64()),  # the similarity behind the verdict
-        ("memory_nearest", pa.string()),  # the closest earlier proposal, duplicate or not
+        ("memory_nearest", pa.string()),  # the closest earlier proposal, repeated or not
         ("event_seq", pa.int64()),
     ],
     metadata={"arborist_schema_version": str(SCHEMA_VERSION)},
@@ -542,6 +547,9 @@ def _proposal_row(event: Event) -> dict[str, Any]:
         "node_id": data.get("node_id"),
         "duplicate_of": data.get("duplicate_of"),
         "memory_verdict": (data.get("memory") or {}).get("kind"),
+        "memory_level": (data.get("memory") or {}).get("level") or None,
+        "memory_earlier": (data.get("memory") or {}).get("earlier"),
+        "memory_knob": (data.get("memory") or {}).get("knob") or None,
         "memory_score": (data.get("memory") or {}).get("score"),
         "memory_nearest": (data.get("memory") or {}).get("nearest"),
         "event_seq": event.seq,

@@ -119,6 +119,7 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
         "controls": controls(tree, config),
         "drift_events": drift_events(tree, config),
         "rejected_proposals": rejected,
+        "memory_links": memory_links(tree),
         "integration": _integration(tree, config),
         "proposers": _proposers(tree),
         "llm": {"calls": tree.llm_calls, "usd": round(tree.llm_usd, 6), "by_proposer": tree.llm_by_proposer},
@@ -213,22 +214,75 @@ def control_chart(config: CampaignConfig, tree: SearchTree) -> str:
     )
 
 
+def memory_links(tree: SearchTree) -> list[dict[str, Any]]:
+    """Each tested revisit and sweep step with the earlier results it was linked to: the same
+    change tried before (a revisit), or the knob's earlier steps (a sweep step)."""
+    by_id = {p.proposal_id: p for p in tree.proposals}
+    links = []
+    for proposal in tree.proposals:
+        kind = proposal.memory.get("kind")
+        if proposal.verdict != "accepted" or kind not in ("revisit", "sweep-step"):
+            continue
+        earlier_ids = proposal.memory.get("sweep") or [proposal.memory.get("earlier")]
+        earlier = []
+        for earlier_id in earlier_ids:
+            other = by_id.get(earlier_id or "")
+            if other is None:
+                continue
+            node = tree.nodes.get(other.node_id or "")
+            evidence = ((node.decision or {}).get("evidence") or {}) if node is not None else {}
+            earlier.append({
+                "proposal_id": other.proposal_id, "node_id": other.node_id, "parent_id": other.parent_id,
+                "change": other.change.describe(), "status": node.status.value if node else "REJECTED",
+                "gain": _clean(evidence.get("mean")) if node else None,
+            })
+        links.append({"node_id": proposal.node_id, "parent_id": proposal.parent_id, "kind": kind,
+                      "knob": proposal.memory.get("knob", ""), "change": proposal.change.describe(),
+                      "reason": proposal.memory.get("reason", ""), "earlier": earlier})
+    return links
+
+
+def _memory_section(data: dict[str, Any]) -> list[str]:
+    if not data["memory_links"]:
+        return []
+    lines = ["", "## Revisits and sweep steps", "",
+             "Changes tried again in a new context (a revisit: another parent, or a retry after a failure) and "
+             "further values of a knob already tried (a sweep step), each with the earlier results it was linked "
+             "to (docs/memory.md).", "",
+             "| node | on | kind | change | earlier results |", "|---|---|---|---|---|"]
+    for link in data["memory_links"]:
+        earlier = "; ".join(
+            f"{e['node_id'] or e['proposal_id']} on {e['parent_id']}: {_cell(e['change'])} ({e['status']}"
+            + (f", gain {_fmt_signed(e['gain'])}" if e["gain"] is not None else "") + ")"
+            for e in link["earlier"]) or "–"
+        kind = f"sweep step on {link['knob']}" if link["kind"] == "sweep-step" and link["knob"] else link["kind"]
+        lines.append(f"| {link['node_id']} | {link['parent_id']} | {kind} | {_cell(link['change'])} | {earlier} |")
+    return lines
+
+
 def _proposers(tree: SearchTree) -> dict[str, dict[str, int]]:
-    """Per proposer: what it proposed, what memory caught, what the statistics made of the rest."""
+    """Per proposer: what it proposed, what memory caught (repeats) or linked to an earlier result
+    (revisits, sweep steps), what the statistics made of the rest."""
     stats: dict[str, dict[str, int]] = {}
     for proposal in tree.proposals:
         row = stats.setdefault(proposal.change.proposer, {
-            "proposals": 0, "accepted": 0, "duplicates": 0, "invalid": 0, "promoted": 0, "pruned": 0, "failed": 0,
+            "proposals": 0, "accepted": 0, "repeats": 0, "revisits": 0, "sweep_steps": 0, "invalid": 0,
+            "promoted": 0, "pruned": 0, "failed": 0,
         })
         row["proposals"] += 1
         if proposal.verdict == "accepted":
             row["accepted"] += 1
+            kind = proposal.memory.get("kind")
+            if kind == "revisit":
+                row["revisits"] += 1
+            elif kind == "sweep-step":
+                row["sweep_steps"] += 1
             node = tree.nodes.get(proposal.node_id or "")
             status = node.status.value.lower() if node is not None else ""
             if status in row:
                 row[status] += 1
         elif proposal.duplicate_of:
-            row["duplicates"] += 1
+            row["repeats"] += 1
         else:
             row["invalid"] += 1
     return stats
@@ -367,6 +421,7 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
             f"{_cell(d['reason'])} |"
         )
     lines += _controls_section(data)
+    lines += _memory_section(data)
     lines += ["", "## Rejected proposals", ""]
     if not data["rejected_proposals"]:
         lines.append("None.")
@@ -493,7 +548,8 @@ def _controls_section(data: dict[str, Any]) -> list[str]:
 
 def _proposers_section(data: dict[str, Any]) -> list[str]:
     lines = ["", "## Proposers", "",
-             "| proposer | proposals | accepted | duplicates | invalid | promoted | pruned | failed "
+             "| proposer | proposals | accepted | repeats | revisits | sweep steps | invalid | promoted | pruned "
+             "| failed "
              "| LLM calls | tokens | cost |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     llm = data["llm"]["by_proposer"]
@@ -501,7 +557,8 @@ def _proposers_section(data: dict[str, Any]) -> list[str]:
         calls = llm.get(name, {})
         tokens = int(calls.get("prompt_tokens", 0) + calls.get("completion_tokens", 0))
         lines.append(
-            f"| {name} | {row['proposals']} | {row['accepted']} | {row['duplicates']} | {row['invalid']} "
+            f"| {name} | {row['proposals']} | {row['accepted']} | {row['repeats']} | {row['revisits']} "
+            f"| {row['sweep_steps']} | {row['invalid']} "
             f"| {row['promoted']} | {row['pruned']} | {row['failed']} | {int(calls.get('calls', 0))} "
             f"| {tokens} | ${calls.get('usd', 0.0):.4f} |"
         )

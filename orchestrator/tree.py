@@ -120,6 +120,7 @@ class Proposal:
     node_id: str | None
     duplicate_of: str | None
     memory_key: str = ""  # the memory's exact key, so a resume need not recompute it
+    memory: dict[str, Any] = field(default_factory=dict)  # the memory's verdict: kind, earlier, sweep...
 
 
 def trial_id_for(node_id: str, seed: int) -> str:
@@ -300,6 +301,7 @@ class SearchTree:
                 node_id=data.get("node_id"),
                 duplicate_of=data.get("duplicate_of"),
                 memory_key=data.get("memory_key", ""),
+                memory=dict(data.get("memory") or {}),
             )
         )
 

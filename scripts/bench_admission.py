@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from orchestrator.config import LimitsConfig
-from orchestrator.memory_code import code_key
+from orchestrator.memory.code import code_key
 from trials.patch import size_problem
 
 RUNS = 5

@@ -169,7 +169,8 @@ def test_a_repeat_of_a_remembered_idea_is_a_duplicate(config: CampaignConfig) ->
     again = _screen(config, _params(x=2.0), memory)
     assert not again.accepted and again.duplicate_of == "p1" and again.reason.startswith("duplicate of p1: ")
     # Still remembered: a duplicate is an idea the memory has judged.
-    assert again.remember is not None and not again.invalid and again.memory["kind"] == "exact"
+    assert again.remember is not None and not again.invalid
+    assert again.memory["kind"] == "repeat" and again.memory["level"] == "exact"
 
 
 def test_a_repeat_of_an_invalid_proposal_is_rejected_without_screening_it_again(config: CampaignConfig) -> None:

@@ -145,7 +145,7 @@ def test_code_proposer_validates_repairs_and_rejects_duplicates(
     assert calls is not None and calls[0] == tree.llm_calls >= 3
     assert calls[1] >= 1000 and calls[2] == pytest.approx(tree.llm_usd)
     summary = report.summary(config, tree)
-    assert summary["proposers"]["llm_code"]["duplicates"] >= 1
+    assert summary["proposers"]["llm_code"]["repeats"] >= 1
 
     # The key never lands anywhere: ledger, journal, report, trial logs and outputs.
     (Path(config.campaign_dir or "") / "report.md").write_text(report.notebook(config, tree))

@@ -6,7 +6,7 @@ import ast
 import random
 import time
 
-from orchestrator.memory_code import _reads_writes, _sort_run, code_key, normalize_source, touched_code
+from orchestrator.memory.code import _reads_writes, _sort_run, code_key, normalize_source, touched_code
 
 
 def timed_key(before: str, after: str) -> tuple[str, float]:

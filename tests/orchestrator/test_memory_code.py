@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import textwrap
 
-from orchestrator.memory_code import code_key, normalize_source, textual_delta, touched_code
+from orchestrator.memory.code import code_key, normalize_source, textual_delta, touched_code
 
 BASE = textwrap.dedent('''
     import numpy as np
@@ -133,7 +133,7 @@ def test_touched_code_names_functions() -> None:
 
 def test_header_only_changes_keep_keys_of_their_own() -> None:
     """A mode flip and a rename carry no edited line; each is still its own change."""
-    from orchestrator.memory_code import code_key
+    from orchestrator.memory.code import code_key
 
     def header_only(*lines: str) -> str:
         return "diff --git a/model.py b/model.py\n" + "".join(f"{line}\n" for line in lines)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.memory_lexicon import stem
-from orchestrator.memory_text import analyze, conflict, similarity
+from orchestrator.memory.lexicon import stem
+from orchestrator.memory.text import analyze, conflict, similarity
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
 from bench_memory import load_pairs, scores

@@ -16,10 +16,11 @@ on the same targets. The vocabulary is in memory_lexicon.py.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
-from orchestrator.memory_lexicon import (
+from orchestrator.memory.lexicon import (
     ACTION_VERBS,
     ALIASES,
     CLAUSE_WORDS,
@@ -452,3 +453,23 @@ def similarity(a: Text, b: Text, at_least: float = 0.0) -> float:
     if score <= at_least or conflict(a, b):
         return 0.0
     return score
+
+
+# ----- naming a knob ------------------------------------------------------------------------
+@functools.lru_cache(maxsize=16384)
+def knob_concept(words: str, identifier: bool = False) -> str | None:
+    """The lexicon's concept for the name of a knob, when it has one.
+
+    Words ("dropout in the transformer", "number of transformer blocks") name the concept they
+    change. An identifier (`MATRIX_LR`, `n_embd`) names one only when the lexicon knows it whole:
+    `n_embd` is the width, but `MATRIX_LR` is its own knob, not any learning rate."""
+    if identifier:
+        stems = tuple(stem(t) for t in tokens_of(words) if not _NUMBER.match(t))
+        labels = PHRASES.get(stems, ())
+        concepts = [label for label in labels if not label.startswith("dir:") and CONCEPTS[label][1] == "target"]
+        return concepts[0] if len(concepts) == 1 else None
+    text = analyze(words)
+    knobs = sorted(c for c in text.targets | text.context if CONCEPTS[c][0] == "knob")
+    # "matrix lr", "final lr frac": words the concept does not hold make a knob of its own
+    own = [f for f, weight in text.features.items() if not f.startswith(("c:", "n:", "d:")) and weight >= 1.0]
+    return knobs[0] if len(knobs) == 1 and not own else None  # "transformer blocks" names a model, not a knob
