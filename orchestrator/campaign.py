@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import LLM_PROPOSERS, CampaignConfig, ConfigError
+from orchestrator.config import CampaignConfig, ConfigError
 from orchestrator.inbox import INBOX_FILE
 from orchestrator.inbox import LOCK_FILE as INBOX_LOCK_FILE
 from orchestrator.ledger import load_events, open_filesystem
@@ -223,7 +223,7 @@ def run(
     name = actor_name(config)
     config_data = config.model_dump(mode="json")
     drafts, drafts_actor = None, None
-    if any(p.type in LLM_PROPOSERS for p in config.search.proposers):
+    if any(p.uses_llm for p in config.search.proposers):
         drafts_name = f"{name}-proposer"
         # Holding the handle keeps the actor alive: Ray collects an actor nobody holds.
         drafts_actor = start_actor(DraftService, drafts_name, config_data, actor_env=llm_env(config))

@@ -202,12 +202,10 @@ class StatsConfig(_Model):
         return self
 
 
-PROPOSER_TYPES = ("queue", "bayes", "random", "grid", "llm_params", "llm_code", "hybrid")
-LLM_PROPOSERS = ("llm_params", "llm_code", "hybrid")
-
-
 class ProposerConfig(_Model):
-    type: Literal["queue", "bayes", "random", "grid", "llm_params", "llm_code", "hybrid"]
+    # One of the types registered in orchestrator/proposers/registry.py (queue, bayes, random,
+    # grid, llm_params, llm_code, hybrid): the registry is the one list of them.
+    type: str
     path: Path | None = None  # queue: hypotheses file
     algorithm: Literal["optuna", "random"] = "optuna"  # bayes, hybrid: which Tune search algorithm
     max_proposals: int | None = Field(default=None, ge=1)
@@ -222,11 +220,29 @@ class ProposerConfig(_Model):
     stall_after: int = Field(default=6, ge=1, description="hybrid: params changes decided without a gain, then code")
     fallback_after: int = Field(default=3, ge=1, description="hybrid: code proposals failing in a row, then params")
 
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        # Imported here: the registry builds proposers from configs, so it imports this module.
+        from orchestrator.proposers.registry import type_problem
+
+        problem = type_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _queue_has_path(self) -> ProposerConfig:
         if self.type == "queue" and self.path is None:
             raise ValueError("a queue proposer needs `path`, the hypotheses file")
         return self
+
+    @property
+    def uses_llm(self) -> bool:
+        """Drafted by an LLM: needs the `llm:` section and the proposer actor."""
+        from orchestrator.proposers.registry import llm_types
+
+        return self.type in llm_types()
 
 
 class LLMConfig(_Model):
@@ -415,7 +431,7 @@ class CampaignConfig(_Model):
                 f"seeds.max ({self.seeds.max}) is below stats.min_seeds ({self.stats.min_seeds}): no change could "
                 "ever be promoted; raise seeds.max"
             )
-        llm_proposers = [p.type for p in self.search.proposers if p.type in LLM_PROPOSERS]
+        llm_proposers = [p.type for p in self.search.proposers if p.uses_llm]
         if llm_proposers and self.llm is None:
             raise ValueError(
                 f"search.proposers: {', '.join(llm_proposers)} need an `llm:` section (model, api_base, api_key_env)"

@@ -16,7 +16,7 @@ from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
 from orchestrator.dispatch import Dispatch, new_token, result_problems, shown, token_matches
 from orchestrator.memory import Memory, same_change_as
-from orchestrator.proposers.base import Outcome, ProposalContext, Proposer
+from orchestrator.proposers.base import Answer, Outcome, ProposalContext, Proposer, Signal
 from orchestrator.proposers.queue import QueueFileError
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, Proposal, SearchTree, TrialRecord
 from trials.spec import FailureStage, TrialResult, TrialState
@@ -72,7 +72,9 @@ class SearchEngine:
         self._refusals = 0
         self._last_proposer_error: dict[str, str] = {}
         # The tree's history in words costs a pass over every node: only LLM proposers read it.
-        self._wants_records = any(getattr(p, "wants_records", False) for p in proposers)
+        self._wants_records = any(p.wants_records for p in proposers)
+        self._finished: set[str] = set()  # proposers that answered FINISHED: never asked again
+        self._waiting: set[str] = set()  # proposers that answered WAIT in the latest expansion
 
     # ----- start and restore -------------------------------------------------------------
     def start(self, meta: dict[str, Any], root_commit: str) -> None:
@@ -99,9 +101,8 @@ class SearchEngine:
                 proposer.observe(proposal.change, outcome)
         for proposer in self.proposers:
             mode = self.tree.proposer_modes.get(proposer.name)
-            set_mode = getattr(proposer, "set_mode", None)
-            if mode is not None and set_mode is not None:
-                set_mode(mode)
+            if mode is not None:
+                proposer.set_mode(mode)
             proposer.drain_events()  # what replay re-derived is in the journal already
         for record in self.tree.running_trials():
             self.tree.record("trial_lost", trial_id=record.trial_id, reason="campaign stopped while it ran")
@@ -271,25 +272,19 @@ class SearchEngine:
             if not self._expand():
                 break
         if not self.tree.open_nodes() and not self.running:
-            if self._any_busy():
+            if self._waiting:
                 return  # an LLM is drafting: wait for it rather than end the search
             # Drafts rejected a moment ago may have changed a proposer's mind (a hybrid falls back
             # to params): hear them out before concluding that nobody has anything left.
             self._journal_proposer_events()
-            if self._expand() or self._any_busy():
+            if self._expand() or self._waiting:
                 return
             self._begin_integration("no proposer has anything left to try")
 
-    def _any_busy(self) -> bool:
-        for proposer in self.proposers:
-            try:
-                if not proposer.exhausted() and proposer.busy():
-                    return True
-            except (QueueFileError, ValueError, OSError):
-                continue  # a broken hypotheses file: _ask journals it
-        return False
-
     def _expand(self) -> bool:
+        # The search ends when nothing runs and every proposer answered NOTHING or FINISHED
+        # here; one that answered WAIT keeps it going until its drafts come in.
+        self._waiting = set()
         parent = policy.expansion_parent(self.tree, self.config)
         if parent is None:
             return False
@@ -303,28 +298,30 @@ class SearchEngine:
         )
         tries = 0
         for proposer in self.proposers:
-            while tries < MAX_PROPOSAL_TRIES:
-                change = self._ask(proposer, context)
-                if change is None:
+            while tries < MAX_PROPOSAL_TRIES and proposer.name not in self._finished:
+                answer = self._ask(proposer, context)
+                if answer is Signal.WAIT:
+                    self._waiting.add(proposer.name)
+                elif answer is Signal.FINISHED:
+                    self._finished.add(proposer.name)
+                if not isinstance(answer, Change):
                     break
                 tries += 1
-                if self._admit(parent, change, proposer) is not None:
+                if self._admit(parent, answer, proposer) is not None:
                     return True
         return False
 
-    def _ask(self, proposer: Proposer, context: ProposalContext) -> Change | None:
-        """One proposal, or None. A proposer's error (a hypotheses file edited into invalid
-        YAML while the campaign runs) is journaled once and skipped; the campaign goes on."""
+    def _ask(self, proposer: Proposer, context: ProposalContext) -> Answer:
+        """One proposal, or a signal. A proposer's error (a hypotheses file edited into invalid
+        YAML while the campaign runs) is journaled once and counts as NOTHING; the campaign goes on."""
         try:
-            if proposer.exhausted():
-                return None
             return proposer.propose(context)
         except (QueueFileError, ValueError, OSError) as exc:
             message = f"proposer {proposer.name} skipped: {exc}"
             if message != self._last_proposer_error.get(proposer.name):
                 self._last_proposer_error[proposer.name] = message
                 self.tree.record("note", message=message)
-            return None
+            return Signal.NOTHING
 
     def _records(self) -> list[dict[str, Any]]:
         """The decided nodes as an LLM proposer's prompt shows them, oldest first."""

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.change import Change
+from orchestrator.change import Change, Claim
 from orchestrator.config import CampaignConfig
 from orchestrator.dispatch import Dispatch
 from orchestrator.engine import FINISHED, SearchEngine
-from orchestrator.proposers.base import Outcome, ProposalContext, ProposerEvent
+from orchestrator.proposers.base import Answer, ProposalContext, Proposer
 from orchestrator.tree import Event, Node, NodeStatus, SearchTree, TrialRecord
 from trials.spec import TrialResult, TrialState
 
@@ -295,8 +295,9 @@ class _Truth:
         return s.sigma * (s.drift * at + self.offsets[machine] + s.machine_drift * self.machine_runs[machine])
 
 
-class _SyntheticProposer:
-    """Proposes fresh candidates, each with a true effect drawn from the scenario."""
+class _SyntheticProposer(Proposer):
+    """Proposes fresh candidates, each with a true effect drawn from the scenario; it never runs
+    out. Simulated campaigns are never resumed, and candidates do not learn: the defaults do."""
 
     name = "synthetic"
 
@@ -304,7 +305,7 @@ class _SyntheticProposer:
         self._truth = truth
         self._count = 0
 
-    def propose(self, context: ProposalContext) -> Change | None:
+    def propose(self, context: ProposalContext) -> Answer:
         self._count += 1
         cid = f"c{self._count}"
         self._truth.draw_candidate(cid)
@@ -315,22 +316,8 @@ class _SyntheticProposer:
             proposer=self.name,
             diff=f"+candidate = {cid}\n",
             source_id=cid,
+            claim=Claim(knob=f"candidate_{cid}", direction="add"),  # every candidate its own knob
         )
-
-    def observe(self, change: Change, outcome: Outcome) -> None:
-        """Synthetic candidates do not learn."""
-
-    def exhausted(self) -> bool:
-        return False
-
-    def restore(self, change: Change) -> None:
-        """Simulated campaigns are never resumed."""
-
-    def busy(self) -> bool:
-        return False
-
-    def drain_events(self) -> list[ProposerEvent]:
-        return []
 
 
 class _SyntheticWorkspace:

@@ -34,7 +34,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from typing import Any
 
@@ -42,7 +42,16 @@ import numpy as np
 
 from orchestrator.change import Change, Claim
 from orchestrator.config import MemoryConfig
-from orchestrator.memory.claims import Reading, knob_key, knobs_match, params_claims, read, relate, same_value
+from orchestrator.memory.claims import (
+    Reading,
+    knob_key,
+    knob_name,
+    knobs_match,
+    params_claims,
+    read,
+    relate,
+    same_value,
+)
 from orchestrator.memory.code import code_key, touched_code
 from orchestrator.memory.lexicon import CONCEPTS
 from orchestrator.memory.ngrams import Abbreviations, NgramIndex, features
@@ -189,7 +198,7 @@ class Memory:
         structure = None
         if text.targets and text.direction:
             structure = (change.aspect, text.targets, text.where, text.direction)
-        claims = (change.claim,) if change.claim is not None else reading.claims or _moved(text)
+        claims = (_stated(change.claim),) if change.claim is not None else reading.claims or _moved(text)
         named = change.claim is not None or not reading.claims or reading.named
         return Entry(
             key=key or code_key(change.diff, sources, hypothesis), kind="code", parent_id=parent_id,
@@ -573,6 +582,13 @@ class Memory:
 
     def __len__(self) -> int:
         return len(self._memos)
+
+
+def _stated(claim: Claim) -> Claim:
+    """A claim as a proposer stated it, its knob named as the memory names knobs read from words
+    ("learning_rate" is lr, "MATRIX_LR" stays matrix_lr)."""
+    knob, _ = knob_name(claim.knob.replace(" ", "_"), knob_concept)
+    return replace(claim, knob=knob or claim.knob)
 
 
 def _shared_value(mine: tuple[Claim, ...], theirs: tuple[Claim, ...]) -> bool:

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from orchestrator.admission import aspect_problem
-from orchestrator.change import Change
+from orchestrator.change import CLAIM_FIELDS, DIRECTIONS, Change, read_claim
 from orchestrator.config import ASPECTS, CampaignConfig, ProposerConfig
 from orchestrator.proposers.drafting import BatchResult, draft_batch
 from orchestrator.proposers.llm import LLMClient
@@ -23,6 +23,7 @@ from trials.patch import matches_entry, touched_paths, validate_diff
 from trials.worktree import CampaignRepo
 
 MAX_PROMPT_FILE_CHARS = 60_000  # all files together; keeps a prompt within any model's window
+MISSING_CLAIM = f"missing claim (what the change changes, as data: {', '.join(CLAIM_FIELDS)})"
 
 SYSTEM = """You improve the training code of a machine-learning project, one small change at a time.
 An orchestrator tests each change on several seeds against its parent and keeps it only if it
@@ -40,7 +41,14 @@ Rules for every proposal:
 
 Reply with only a JSON object:
 {{"proposals": [{{"aspect": "...", "hypothesis": "one sentence: what changes and why it should help",
-"files": ["train.py"], "diff": "diff --git a/train.py b/train.py\\n--- a/train.py\\n+++ b/train.py\\n@@ ..."}}]}}"""
+"claim": {{"knob": "dropout", "from": 0.0, "to": 0.1, "direction": "up", "scope": "attention"}},
+"files": ["train.py"], "diff": "diff --git a/train.py b/train.py\\n--- a/train.py\\n+++ b/train.py\\n@@ ..."}}]}}
+Each proposal's claim states its change as data:
+- knob: the knob or mechanism it changes, a short snake_case name ("dropout", "warmup_steps", "value_embeddings");
+- from: its value before the change (a number, a short text, true/false), or null when it has none;
+- to: its value after the change, or null when the change sets no value;
+- direction: one of {directions}, or "" when none fits;
+- scope: where it applies when only part of the model or the run ("attention", "layers 0-5"), else ""."""
 
 
 class CodeDrafter:
@@ -70,7 +78,7 @@ class CodeDrafter:
         system = SYSTEM.format(
             aspects=", ".join(ASPECTS), editable=", ".join(config.editable or ["any project file"]),
             protected=", ".join(config.protected) or "(none)", max_lines=config.limits.max_diff_lines,
-            max_bytes=config.limits.max_diff_bytes,
+            max_bytes=config.limits.max_diff_bytes, directions=", ".join(DIRECTIONS),
         )
         parts = [f"Task: {config.task or '(no description given)'}"]
         objective = config.objective
@@ -116,30 +124,45 @@ class CodeDrafter:
 
     # ----- checking one item ---------------------------------------------------------------
     def check(self, item: dict[str, Any], commit: str, request: dict[str, Any]) -> tuple[Change | None, str]:
+        claim, claim_problem = read_claim(item["claim"]) if item.get("claim") is not None else (None, MISSING_CLAIM)
+        problem = self._diff_problem(item, commit)
+        # Both problems at once: a repair round costs a call, so it should fix everything.
+        problems = [p for p in (problem, claim_problem) if p]
+        if problems:
+            return None, "; ".join(problems)
+        diff = _terminated(str(item["diff"]))
+        return Change(
+            kind="code", aspect=str(item["aspect"]), hypothesis=str(item["hypothesis"]).strip(), proposer=self.name,
+            diff=diff, claim=claim,
+            source_id=f"{self.name}-{request.get('request_id', 0)}-{hashlib.sha256(diff.encode()).hexdigest()[:10]}",
+        ), ""
+
+    def _diff_problem(self, item: dict[str, Any], commit: str) -> str:
+        """Why the item's aspect, hypothesis or diff cannot be a change of the parent ("" when it can)."""
         aspect, hypothesis, diff = item.get("aspect"), item.get("hypothesis"), item.get("diff")
         problem = aspect_problem(aspect)
         if problem:
-            return None, problem
-        assert isinstance(aspect, str)
+            return problem
         if not isinstance(hypothesis, str) or not hypothesis.strip():
-            return None, "missing hypothesis (one sentence: what changes and why)"
+            return "missing hypothesis (one sentence: what changes and why)"
         if not isinstance(diff, str) or not diff.strip():
-            return None, "missing diff (a unified diff as a JSON string)"
-        diff = diff if diff.endswith("\n") else diff + "\n"
+            return "missing diff (a unified diff as a JSON string)"
+        diff = _terminated(diff)
         config = self._config
         problems = validate_diff(diff, protected=config.protected, editable=config.editable, limits=config.limits)
         if problems:
-            return None, "; ".join(problems)
+            return "; ".join(problems)
         files = item.get("files")
         if isinstance(files, list) and files and set(map(str, files)) != set(touched_paths(diff)):
-            return None, f"files lists {sorted(map(str, files))} but the diff touches {touched_paths(diff)}"
+            return f"files lists {sorted(map(str, files))} but the diff touches {touched_paths(diff)}"
         error = self._repo.check_diff(commit, diff)
         if error:
-            return None, f"does not apply to the parent's files: {error.strip()[:400]}"
-        return Change(
-            kind="code", aspect=aspect, hypothesis=hypothesis.strip(), proposer=self.name, diff=diff,
-            source_id=f"{self.name}-{request.get('request_id', 0)}-{hashlib.sha256(diff.encode()).hexdigest()[:10]}",
-        ), ""
+            return f"does not apply to the parent's files: {error.strip()[:400]}"
+        return ""
+
+
+def _terminated(diff: str) -> str:
+    return diff if diff.endswith("\n") else diff + "\n"
 
 
 def _history_text(records: list[dict[str, Any]], limit: int) -> str:

@@ -4,12 +4,12 @@ params when code proposals keep failing. Every switch is journaled with its reas
 from __future__ import annotations
 
 from orchestrator.change import Change
-from orchestrator.proposers.base import Outcome, ProposalContext, Proposer, ProposerEvent
+from orchestrator.proposers.base import FINISHED, Answer, Outcome, ProposalContext, Proposer, ProposerEvent
 
 PARAMS, CODE = "params", "code"
 
 
-class HybridProposer:
+class HybridProposer(Proposer):
     wants_records = True  # its prompts show the tree's history
 
     def __init__(self, name: str, params: Proposer, code: Proposer, *, stall_after: int, fallback_after: int) -> None:
@@ -21,15 +21,27 @@ class HybridProposer:
         self.mode = PARAMS
         self._stalled = 0  # params changes decided without a gain since the last promotion
         self._failed = 0  # code proposals in a row that failed to apply or to run
+        self._finished: set[str] = set()  # the modes whose proposer answered FINISHED
         self._events: list[ProposerEvent] = []
 
-    def propose(self, context: ProposalContext) -> Change | None:
-        if self.mode == PARAMS and self._params.exhausted() and not self._code.exhausted():
-            self._switch(CODE, "the params search has nothing left to try")
-        elif self.mode == CODE and self._code.exhausted() and not self._params.exhausted():
-            self._switch(PARAMS, "the code proposer stopped")
-        active = self._params if self.mode == PARAMS else self._code
-        return active.propose(context)
+    def propose(self, context: ProposalContext) -> Answer:
+        answer = self._ask(self.mode, context)
+        if answer is FINISHED:
+            other = CODE if self.mode == PARAMS else PARAMS
+            if other in self._finished:
+                return FINISHED
+            why = "the params search has nothing left to try" if self.mode == PARAMS else "the code proposer stopped"
+            self._switch(other, why)
+            answer = self._ask(other, context)
+        return answer
+
+    def _ask(self, mode: str, context: ProposalContext) -> Answer:
+        if mode in self._finished:
+            return FINISHED  # never asked again
+        answer = (self._params if mode == PARAMS else self._code).propose(context)
+        if answer is FINISHED:
+            self._finished.add(mode)
+        return answer
 
     def observe(self, change: Change, outcome: Outcome) -> None:
         (self._params if change.kind == "params" else self._code).observe(change, outcome)
@@ -38,14 +50,14 @@ class HybridProposer:
                 self._stalled = 0
             elif outcome.status in ("PRUNED", "FAILED"):
                 self._stalled += 1
-                if self._stalled >= self._stall_after and not self._code.exhausted():
+                if self._stalled >= self._stall_after and CODE not in self._finished:
                     self._switch(CODE, f"the params search stalled: {self._stalled} changes decided without a gain")
         elif change.kind == "code" and self.mode == CODE:
             if outcome.status == "PROMOTED":
                 self._failed = 0
             elif outcome.status == "FAILED" or (outcome.status == "REJECTED" and not outcome.duplicate_of):
                 self._failed += 1
-                if self._failed >= self._fallback_after and not self._params.exhausted():
+                if self._failed >= self._fallback_after and PARAMS not in self._finished:
                     self._switch(PARAMS, f"{self._failed} code proposals in a row failed to apply or to run")
             else:
                 self._failed = 0
@@ -59,12 +71,6 @@ class HybridProposer:
         """Resume in the mode the journal last recorded."""
         self.mode = mode
         self._stalled = self._failed = 0
-
-    def exhausted(self) -> bool:
-        return self._params.exhausted() and self._code.exhausted()
-
-    def busy(self) -> bool:
-        return self.mode == CODE and self._code.busy()
 
     def restore(self, change: Change) -> None:
         (self._params if change.kind == "params" else self._code).restore(change)

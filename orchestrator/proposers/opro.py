@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from orchestrator.admission import compact, declared_value, param_problem
-from orchestrator.change import Change
+from orchestrator.change import Change, read_claim
 from orchestrator.config import CampaignConfig, ParamConfig, ProposerConfig
 from orchestrator.proposers.drafting import BatchResult, draft_batch
 from orchestrator.proposers.llm import LLMClient
@@ -19,7 +19,14 @@ Each proposal changes exactly ONE hyperparameter of the parent configuration, to
 its declared range, and is not one already tried.
 
 Reply with only a JSON object:
-{"proposals": [{"param": "name", "value": 0.01, "hypothesis": "one sentence: why this value"}]}"""
+{"proposals": [{"param": "name", "value": 0.01, "hypothesis": "one sentence: why this value",
+"claim": {"knob": "name", "from": 0.001, "to": 0.01, "direction": "up", "scope": ""}}]}
+Each proposal's claim states its change as data:
+- knob: the hyperparameter it changes (the same as "param");
+- from: its value in the parent configuration;
+- to: its new value (the same as "value");
+- direction: "up" or "down" for a number, "set" for a choice;
+- scope: "" (a hyperparameter applies to the whole run)."""
 
 
 class ParamsDrafter:
@@ -78,10 +85,14 @@ class ParamsDrafter:
         value = declared_value(self._config.params[name], value)
         if value == parent.get(name):
             return None, f"{name} is already {value!r} in the parent; propose a different value"
+        # A missing claim is derived from the delta; a stated one must name this change.
+        claim, problem = read_claim(item.get("claim"), delta={name: value}, parent_params=parent)
+        if problem:
+            return None, problem
         hypothesis = str(item.get("hypothesis") or f"set {name} to {value}").strip()
         return Change(
             kind="params", aspect=name, hypothesis=hypothesis, proposer=self.name, params={name: value},
-            source_id=f"{self.name}-{request.get('request_id', 0)}-{name}={value}",
+            source_id=f"{self.name}-{request.get('request_id', 0)}-{name}={value}", claim=claim,
         ), ""
 
 

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from orchestrator.change import Change
+from orchestrator.change import Change, params_claim
 from orchestrator.config import ParamConfig
-from orchestrator.proposers.base import Outcome, ProposalContext, ProposerEvent
+from orchestrator.proposers.base import FINISHED, NOTHING, Answer, Outcome, ProposalContext, Proposer
 
 GRID_POINTS = 5  # per numeric parameter: enough to bracket an optimum, few enough to finish
 
@@ -123,7 +123,7 @@ class SearcherSource:
             searcher.on_trial_complete(source_id, {"gain": gain})
 
 
-class ParamsProposer:
+class ParamsProposer(Proposer):
     def __init__(
         self,
         name: str,
@@ -142,10 +142,10 @@ class ParamsProposer:
         self._max = max_proposals
         self._dry: set[str] = set()  # parameters whose source has nothing more
 
-    def propose(self, context: ProposalContext) -> Change | None:
+    def propose(self, context: ProposalContext) -> Answer:
         for _ in range(len(self._names)):
-            if self.exhausted():
-                return None
+            if self._finished():
+                return FINISHED
             param = self._names[(self._count + self._offset) % len(self._names)]
             source_id = f"{self.name}-{self._count}"
             self._count += 1
@@ -166,29 +166,30 @@ class ParamsProposer:
                 proposer=self.name,
                 params={param: value},
                 source_id=source_id,
+                claim=params_claim({param: value}, context.parent_params),
             )
-        return None
+        # Each parameter had its turn and none gave a value new to this parent.
+        return FINISHED if self._finished() else NOTHING
 
     def observe(self, change: Change, outcome: Outcome) -> None:
         (param, value), = change.params.items()
         self._source.observe(param, change.source_id, value, outcome.gain)
 
-    def exhausted(self) -> bool:
+    def _finished(self) -> bool:
+        # Both only grow: once finished, always finished.
         if not self._names or len(self._dry) == len(self._names):
             return True
         return self._max is not None and self._count >= self._max
 
     def restore(self, change: Change) -> None:
         # Advance as the original run did, so a resumed campaign proposes the same sequence.
+        # The count goes past the change's own number too: rounds the original run skipped (a
+        # value equal to the parent's) are not in the journal, and a new proposal must not take
+        # the id of a restored one (its searcher trial would be overwritten).
         (param, _value), = change.params.items()
-        self._count += 1
+        number = change.source_id.removeprefix(f"{self.name}-")
+        self._count = max(self._count + 1, int(number) + 1 if number.isdigit() else 0)
         self._source.suggest(param, change.source_id)
-
-    def busy(self) -> bool:
-        return False
-
-    def drain_events(self) -> list[ProposerEvent]:
-        return []
 
 
 def _fmt(value: Any) -> str:

@@ -1,7 +1,8 @@
 """The human queue: hypotheses and diffs a person writes into a YAML file.
 
 The file is re-read on every request, so items appended while a campaign runs are picked up.
-Each item: id, aspect, hypothesis, and either diff (inline), diff_file, or params (a delta).
+Each item: id, aspect, hypothesis, and either diff (inline), diff_file, or params (a delta);
+optionally a claim (knob, from, to, direction, scope) saying what it changes.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 import yaml
 
 from orchestrator.admission import delta_problem
-from orchestrator.change import Change
-from orchestrator.proposers.base import Outcome, ProposalContext, ProposerEvent
+from orchestrator.change import Change, read_claim
+from orchestrator.proposers.base import NOTHING, Answer, Outcome, ProposalContext, Proposer
 from orchestrator.yamlfile import YamlFileError, load_yaml
 
 REQUIRED = ("id", "hypothesis")
@@ -55,6 +56,11 @@ def load_queue(path: Path) -> list[dict[str, Any]]:
                 raise QueueFileError(f"{where} ({item['id']}): params {problem}")
         if not item.get("params") and not item.get("aspect"):
             raise QueueFileError(f"{where} ({item['id']}): a code change needs an aspect")
+        if "claim" in item:
+            delta = item["params"] if item.get("params") else None
+            _, problem = read_claim(item["claim"], delta=delta)
+            if problem:
+                raise QueueFileError(f"{where} ({item['id']}): {problem}")
         if item["id"] in seen:
             raise QueueFileError(f"{where}: duplicate id {item['id']!r}; ids must be unique")
         seen.add(item["id"])
@@ -67,51 +73,45 @@ def load_queue(path: Path) -> list[dict[str, Any]]:
     return items
 
 
-def item_to_change(item: dict[str, Any], proposer: str) -> Change:
+def item_to_change(item: dict[str, Any], proposer: str, parent_params: dict[str, Any] | None = None) -> Change:
+    """The change an item (checked by load_queue) makes on a parent with `parent_params`."""
     if item.get("params"):
         (name,) = item["params"]
+        claim, _ = read_claim(item.get("claim"), delta=item["params"], parent_params=parent_params or {})
         return Change(
             kind="params", aspect=str(name), hypothesis=str(item["hypothesis"]), proposer=proposer,
-            params=dict(item["params"]), source_id=str(item["id"]),
+            params=dict(item["params"]), source_id=str(item["id"]), claim=claim,
         )
     diff = str(item["diff"])
+    # A code item without a claim has none: what it changes is then read from its hypothesis.
+    claim = read_claim(item["claim"])[0] if "claim" in item else None
     return Change(
         kind="code", aspect=str(item["aspect"]), hypothesis=str(item["hypothesis"]), proposer=proposer,
-        diff=diff if diff.endswith("\n") else diff + "\n", source_id=str(item["id"]),
+        diff=diff if diff.endswith("\n") else diff + "\n", source_id=str(item["id"]), claim=claim,
     )
 
 
-class QueueProposer:
+class QueueProposer(Proposer):
+    """Never FINISHED: a person may append items while the campaign runs. With nothing left now
+    it answers NOTHING, so the search does not wait for a person: the other proposers carry on."""
+
     def __init__(self, paths: list[Path], name: str = "queue") -> None:
         self.name = name
         self._paths = paths
         self._consumed: set[str] = set()
 
-    def propose(self, context: ProposalContext) -> Change | None:
+    def propose(self, context: ProposalContext) -> Answer:
         for path in self._paths:
             if not path.exists():
                 continue
             for item in load_queue(path):
                 if str(item["id"]) not in self._consumed:
                     self._consumed.add(str(item["id"]))
-                    return item_to_change(item, self.name)
-        return None
+                    return item_to_change(item, self.name, context.parent_params)
+        return NOTHING
 
     def observe(self, change: Change, outcome: Outcome) -> None:
         """A person reads the results in the report; the queue itself does not adapt."""
 
-    def exhausted(self) -> bool:
-        # More items may be appended while the campaign runs, but when nothing is left now the
-        # search should not wait for a person: the other proposers carry on.
-        return all(
-            str(item["id"]) in self._consumed for p in self._paths if p.exists() for item in load_queue(p)
-        )
-
     def restore(self, change: Change) -> None:
         self._consumed.add(change.source_id)
-
-    def busy(self) -> bool:
-        return False
-
-    def drain_events(self) -> list[ProposerEvent]:
-        return []

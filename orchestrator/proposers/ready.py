@@ -2,8 +2,9 @@
 
 Drafting happens elsewhere (the proposer actor); `propose` only takes what is ready for the
 parent and, when the queue runs low, asks for more in the background. So a trial never waits
-for the LLM: with nothing ready the proposer answers None, other proposers or queued seeds run,
-and the Tune searcher backs off until there is work.
+for the LLM: with nothing ready the proposer answers WAIT while a draft is in flight (NOTHING
+when none is), other proposers or queued seeds run, and the Tune searcher backs off until there
+is work.
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ from collections import deque
 from typing import Any, Protocol
 
 from orchestrator.change import Change
-from orchestrator.proposers.base import Outcome, ProposalContext, ProposerEvent
+from orchestrator.proposers.base import (
+    FINISHED,
+    NOTHING,
+    WAIT,
+    Answer,
+    Outcome,
+    ProposalContext,
+    Proposer,
+    ProposerEvent,
+    fingerprint,
+)
 
 MAX_READY_PARENTS = 4  # parents with drafts kept at once; older ones are dropped
 DRY_AFTER = 2  # drafts in a row with nothing valid for a parent: ask again only on news
@@ -27,7 +38,7 @@ class DraftBackend(Protocol):
     def collect(self, proposer: str) -> dict[str, Any]: ...
 
 
-class ReadyProposer:
+class ReadyProposer(Proposer):
     wants_records = True  # its prompts show the tree's history
 
     def __init__(self, name: str, backend: DraftBackend, *, ready: int, max_proposals: int | None = None) -> None:
@@ -45,12 +56,13 @@ class ReadyProposer:
         self._dry: dict[str, int] = {}  # parent -> decided nodes known when it went dry
         self._known = 0  # decided nodes in the latest context
         self._asked: dict[str, tuple[int, int]] = {}  # parent -> (decided nodes then, requests since)
+        self._handed: set[str] = set()  # fingerprints of the changes proposed (restored ones too)
 
-    def propose(self, context: ProposalContext) -> Change | None:
+    def propose(self, context: ProposalContext) -> Answer:
         self._known = len(context.records)
         self._collect()
-        if self.exhausted():
-            return None
+        if self._finished():
+            return FINISHED
         queue = self._ready.get(context.parent_id)
         change = queue.popleft() if queue else None
         if change is None:
@@ -62,9 +74,12 @@ class ReadyProposer:
                     break
         if change is not None:
             self._taken += 1
+            self._handed.add(fingerprint(change))
         if len(queue or ()) < self._ready_n and context.parent_id not in self._pending and not self._is_dry(context):
             self._request(context)
-        return change
+        if change is not None:
+            return change
+        return WAIT if self._pending else NOTHING
 
     def _is_dry(self, context: ProposalContext) -> bool:
         """The LLM had nothing for this parent, twice, and the tree has told it nothing new since:
@@ -95,7 +110,15 @@ class ReadyProposer:
     def _collect(self) -> None:
         out = self._backend.collect(self.name)
         for item in out["proposals"]:
-            self._ready.setdefault(item["parent_id"], deque()).append(Change.from_dict(item["change"]))
+            change = Change.from_dict(item["change"])
+            if fingerprint(change) in self._handed:
+                # The LLM repeated a change this proposer made already (before a restart, too):
+                # the memory would reject it as a duplicate, so it is not proposed again.
+                self._events.append(("note", {"message": (
+                    f"{self.name} dropped a draft for {item['parent_id']} that repeats its earlier proposal: "
+                    f"{change.describe()[:200]}")}))
+                continue
+            self._ready.setdefault(item["parent_id"], deque()).append(change)
         while len(self._ready) > MAX_READY_PARENTS:
             del self._ready[next(iter(self._ready))]  # oldest parent first: dicts keep insertion order
         self._events.extend((type_, data) for type_, data in out["events"])
@@ -109,15 +132,13 @@ class ReadyProposer:
     def observe(self, change: Change, outcome: Outcome) -> None:
         """The LLM learns from the tree's history and rejections, sent with every request."""
 
-    def exhausted(self) -> bool:
+    def _finished(self) -> bool:
+        # Both only grow: a stopped drafter stays stopped, and proposals taken are never given back.
         return bool(self._stopped) or (self._max is not None and self._taken >= self._max)
-
-    def busy(self) -> bool:
-        self._collect()
-        return bool(self._pending)
 
     def restore(self, change: Change) -> None:
         self._taken += 1
+        self._handed.add(fingerprint(change))
 
     def drain_events(self) -> list[ProposerEvent]:
         events, self._events = self._events, []

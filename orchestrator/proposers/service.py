@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.change import Change
+from orchestrator.change import Change, read_claim
 from orchestrator.config import CampaignConfig, ProposerConfig
 from orchestrator.proposers.diff import CodeDrafter
 from orchestrator.proposers.drafting import BatchResult
@@ -52,7 +52,7 @@ class DraftService:
         assert self.config.campaign_dir is not None
         self._repo_dir = Path(self.config.campaign_dir) / "repo"
         self._client = client or LLMClient(self.config.llm, max_usd=self.config.budget.max_llm_usd)
-        self._specs = {n: s for n, s in proposer_names(self.config) if s.type in ("llm_code", "llm_params", "hybrid")}
+        self._specs = {n: s for n, s in proposer_names(self.config) if s.uses_llm}
         self._drafters: dict[str, Drafter] = {}  # built on first use: the repository may not exist yet
         self._lock = threading.RLock()  # _take stops drafters while holding it
         self._requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -158,7 +158,7 @@ class DraftService:
         for change in result.changes:
             self._ready[name].append({"parent_id": parent, "change": change.to_dict()})
         for item, reason in result.invalid:
-            change = _raw_change(drafter, item)
+            change = _raw_change(drafter, item, request.get("parent_params") or {})
             self._events[name].append(("invalid_proposal", {
                 "parent_id": parent, "change": change.to_dict(),
                 "reason": reason,
@@ -181,13 +181,16 @@ class DraftService:
             self._stop(name, reason)
 
 
-def _raw_change(drafter: Drafter, item: dict[str, Any]) -> Change:
-    """A rejected item as a change, so the ledger keeps what was proposed."""
+def _raw_change(drafter: Drafter, item: dict[str, Any], parent_params: dict[str, Any]) -> Change:
+    """A rejected item as a change, so the ledger keeps what was proposed (its claim too, when valid)."""
     hypothesis = str(item.get("hypothesis") or "")[:2000]
     if drafter.kind == "params":
         param = str(item.get("param") or "?")
+        delta = {param: item.get("value")}
+        claim, _ = read_claim(item.get("claim"), delta=delta, parent_params=parent_params)
         return Change(kind="params", aspect=param, hypothesis=hypothesis or f"set {param}", proposer=drafter.name,
-                      params={param: item.get("value")})
+                      params=delta, claim=claim)
     aspect = item.get("aspect")
+    claim = read_claim(item["claim"])[0] if item.get("claim") is not None else None
     return Change(kind="code", aspect=aspect if isinstance(aspect, str) else str(aspect), hypothesis=hypothesis,
-                  proposer=drafter.name, diff=str(item.get("diff") or "")[:200_000])
+                  proposer=drafter.name, diff=str(item.get("diff") or "")[:200_000], claim=claim)

@@ -24,7 +24,8 @@ def test_llm_code_campaign_on_ray(
 ) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-test-SENTINEL-ray")
     llm_server.script(Step(content=json.dumps({"proposals": [
-        {"aspect": "architecture", "hypothesis": "raise the model bonus to 0.2", "diff": bonus_diff("0.2")},
+        {"aspect": "architecture", "hypothesis": "raise the model bonus to 0.2", "diff": bonus_diff("0.2"),
+         "claim": {"knob": "bonus", "from": 0.0, "to": 0.2, "direction": "up", "scope": "model"}},
     ]}), delay_s=1.0))  # a slow LLM: the search runs params changes meanwhile
     llm_server.default = Step(content=json.dumps({"proposals": []}))
     config = load_config(write_config(

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from orchestrator.campaign import prepare
+from orchestrator.change import Claim
 from orchestrator.config import CampaignConfig, load_config
 from orchestrator.proposers.diff import CodeDrafter
 from orchestrator.proposers.drafting import parse_proposals
+from orchestrator.proposers.opro import ParamsDrafter
 from tests.toy import bonus_diff, write_config
 from trials.worktree import CampaignRepo
 
@@ -46,8 +48,11 @@ def drafter(tmp_path: Path) -> tuple[CodeDrafter, str, CampaignConfig]:
     return CodeDrafter("llm_code", config, config.search.proposers[0], repo), setup["snapshot_commit"], config
 
 
+BONUS_CLAIM = {"knob": "bonus", "from": 0.0, "to": 0.2, "direction": "up", "scope": "model"}
+
+
 def _item(diff: str, aspect: Any = "architecture", **extra: Any) -> dict[str, Any]:
-    return {"aspect": aspect, "hypothesis": "raise the bonus", "diff": diff, **extra}
+    return {"aspect": aspect, "hypothesis": "raise the bonus", "diff": diff, "claim": BONUS_CLAIM, **extra}
 
 
 HUGE = "".join(f"+LINE_{i} = {i}\n" for i in range(40))
@@ -90,6 +95,64 @@ def test_a_valid_draft_becomes_a_code_change(drafter: tuple[CodeDrafter, str, Ca
     assert why == "" and change is not None
     assert change.kind == "code" and change.aspect == "architecture" and change.proposer == "llm_code"
     assert change.diff == bonus_diff("0.2") and change.source_id.startswith("llm_code-7-")
+    assert change.claim == Claim("bonus", 0.0, 0.2, "up", "model")
+
+
+@pytest.mark.parametrize(
+    ("claim", "reason"),
+    [
+        (None, "missing claim (what the change changes, as data: knob, from, to, direction, scope)"),
+        ({"knob": "bonus", "direction": "bigger"}, "claim.direction 'bigger' is not one of"),
+        ({"knob": "bonus", "to": {"value": 0.2}}, "claim.to must be a number"),
+        ({"mechanism": "bonus"}, "claim has unknown field(s) mechanism"),
+    ],
+)
+def test_a_draft_states_a_valid_claim(
+    drafter: tuple[CodeDrafter, str, CampaignConfig], claim: Any, reason: str
+) -> None:
+    code_drafter, commit, _ = drafter
+    change, why = code_drafter.check(_item(bonus_diff("0.2"), claim=claim), commit, {"request_id": 1})
+    assert change is None and reason in why, why
+
+
+def test_a_draft_hears_every_problem_at_once(drafter: tuple[CodeDrafter, str, CampaignConfig]) -> None:
+    # A repair round costs a call: the reason names the diff's problem and the claim's.
+    code_drafter, commit, _ = drafter
+    item = _item(bonus_diff("0.2").replace("BONUS = 0.0", "BONUS = 9.9"), claim={"knob": ""})
+    change, why = code_drafter.check(item, commit, {"request_id": 1})
+    assert change is None and "does not apply" in why and "claim.knob must be a non-empty name" in why
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        ({"param": "x", "value": 3.0, "claim": {"knob": "y", "to": 3.0}}, "claim.knob 'y' is not the parameter"),
+        ({"param": "x", "value": 3.0, "claim": {"knob": "x", "to": 4.0}}, "claim.to 4.0 is not the value"),
+        ({"param": "x", "value": 3.0, "claim": {"knob": "x", "direction": "north"}}, "claim.direction 'north'"),
+    ],
+)
+def test_a_params_draft_claims_its_own_change(tmp_path: Path, item: dict[str, Any], reason: str) -> None:
+    config = load_config(write_config(tmp_path, search={"proposers": [{"type": "llm_params"}]},
+                                      llm={"model": "openai/x", "input_cost_per_token": 0, "output_cost_per_token": 0}))
+    params_drafter = ParamsDrafter("llm_params", config, config.search.proposers[0])
+    change, why = params_drafter.check(item, {"x": 1.0}, {"request_id": 1})
+    assert change is None and reason in why, why
+    # Without a claim, or with one that names the change, the claim is derived from the delta.
+    for claim in (None, {"knob": "x", "to": 3, "scope": ""}):
+        change, why = params_drafter.check({"param": "x", "value": 3.0, "claim": claim}, {"x": 1.0}, {})
+        assert why == "" and change is not None and change.claim == Claim("x", 1.0, 3.0, "up")
+
+
+def test_the_prompts_ask_for_a_claim(tmp_path: Path, drafter: tuple[CodeDrafter, str, CampaignConfig]) -> None:
+    code_drafter, commit, config = drafter
+    request = {"parent_id": "n0", "parent_commit": commit, "parent_params": {"x": 1.0}}
+    system = code_drafter.messages(request)[0]["content"]
+    params_system = ParamsDrafter("llm_params", config, config.search.proposers[0]).messages(request)[0]["content"]
+    for prompt in (system, params_system):
+        assert '"claim": {"knob"' in prompt
+        for field in ("knob", "from", "to", "direction", "scope"):
+            assert f"\n- {field}: " in prompt  # each field explained on its own line
+    assert "up, down, add, remove, replace, set" in system
 
 
 def test_the_prompt_shows_editable_files_history_and_rejections(

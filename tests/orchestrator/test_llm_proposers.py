@@ -4,6 +4,7 @@ OpenAI-compatible server on loopback. The drafting service runs in-process (its 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,18 @@ def reply(*proposals: dict[str, Any]) -> str:
 
 
 def code(aspect: str, hypothesis: str, diff: str, files: list[str] | None = None) -> dict[str, Any]:
-    item: dict[str, Any] = {"aspect": aspect, "hypothesis": hypothesis, "diff": diff}
+    item: dict[str, Any] = {"aspect": aspect, "hypothesis": hypothesis, "diff": diff, "claim": claim_of(diff)}
     if files is not None:
         item["files"] = files
     return item
+
+
+def claim_of(diff: str) -> dict[str, Any]:
+    """The claim an LLM states with a diff of the toy project: the knob it sets, from and to."""
+    knob = re.search(r"^\+\s*(BONUS|EXTRA)\s*=\s*([0-9.]+)", diff, re.MULTILINE)
+    if knob is None:
+        return {"knob": "train_script", "direction": "replace", "scope": "train.py"}
+    return {"knob": knob.group(1).lower(), "from": 0.0, "to": float(knob.group(2)), "direction": "up"}
 
 
 PROTECTED = ("diff --git a/evaluate.py b/evaluate.py\n--- a/evaluate.py\n+++ b/evaluate.py\n"

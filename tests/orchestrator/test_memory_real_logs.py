@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from bench_memory import judge_logs, load_logs, pair_scores, replay_scores, split_of  # noqa: E402
+from bench_memory import judge_logs, load_logs, pair_scores, replay_scores, split_of
 
 LABELS = {"repeat", "revisit", "sweep-step", "near-miss", "different"}
 
