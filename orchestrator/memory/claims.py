@@ -106,7 +106,10 @@ tune tuned tweak adjust adjusted enable enabled disable disabled add added addin
 switch switched revert reverted restore restored go back keep new old default only also then now just
 is are be it its this that these those same again back up down hypothesis idea try experiment exp test
 s each all every one two above below beyond under over least most about around than only after before until
-within per train training get make extend cut let run try require requires allow
+within per train training get make extend cut let run try require requires allow shorten shortened lengthen
+lengthened delay delayed widen widened narrow narrowed deepen deepened grow grew shrink shrank boost boosted halve
+double tripled apply applied put go switch swap replace replaced force forced cap capped limit limited tighten
+loosen scale scaled multiply divide push pull move moved bring restore retry rerun revert use used
 """))
 _GENERIC = frozenset(("size", "num", "n", "number", "count", "total", "value", "amount"))
 _SPLITS = frozenset(("to", "of", "and", "with", "instead", "rather", "than", "for", "in", "on", "at", "by", "from"))
@@ -233,11 +236,17 @@ def _scan(text: str, resolve: Resolve | None) -> list[tuple[int, int, Claim, boo
         factor = float(match.group("factor"))
         if factor > 0 and factor != 1:
             add(start, match.end(), words, f"x{factor:g}", direction="up" if factor > 1 else "down")
-    # "freeze_ratio 0 -> 0.15 + encoder_lr 1e-6 + epochs 12": more moves, named for sure
+    # "freeze_ratio 0 -> 0.15 + encoder_lr 1e-6 + epochs 12", "2500 trees depth=4": more moves,
+    # named for sure
     for match in _BARE.finditer(text):
         start, words = _bare_knob(text, match.start(), resolve)
         if found and words:
             add(start, match.end(), words, value_of(match.group("set")), direction="set", strict=True, guess=True)
+    for match in _COUNT.finditer(text):
+        if found:
+            words = match.group("knob").split()[0]  # "2500 trees depth=4": the trees
+            add(match.start(), match.start() + len(match.group("set")) + 1 + len(words), words,
+                value_of(match.group("set")), direction="set", strict=True, guess=True)
     # "constant WD (remove decay) + WARMDOWN_RATIO 0.4 -> 0.3": a second change with no value
     if found:
         for segment in _JOINED.finditer(text):
@@ -305,8 +314,9 @@ def knob_name(words: str | None, resolve: Resolve | None = None, strict: bool = 
     concept = resolve(words, False) if resolve else None
     if concept or strict:
         return concept or "", bool(concept)
-    if len(tokens) == 1 and len(tokens[0]) <= 2 and not normalize_knob(words):
-        return tokens[0].lower(), True  # "A 0.0 to 0.05", "x=6": a variable, not an article
+    token = tokens[-1]
+    if len(tokens) == 1 and (len(token) == 1 and (token.isupper() or token not in "ai")):
+        return token.lower(), True  # "A 0.0 to 0.05", "x=6": a variable, not an article
     return normalize_knob(words), False
 
 
@@ -337,6 +347,11 @@ def normalize_knob(words: str | None) -> str:
         kept.append(token)
     tokens = [t for t in kept if t][-3:]
     return "_".join(tokens)
+
+
+def _within(a: str, b: str) -> bool:
+    ta, tb = set(knob_key(a).split("_")), set(knob_key(b).split("_"))
+    return bool(ta and tb) and (ta < tb or tb < ta)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -420,8 +435,14 @@ _OPPOSITE = {("up", "down"), ("down", "up"), ("add", "remove"), ("remove", "add"
 
 def relation(a: Claim, b: Claim, tolerance: float) -> Relation:
     """How two claims relate: the same change, another step on the same knob, other knobs, or
-    unknown (the same knob, but no value says which step: the words decide)."""
+    unknown (the same knob, but no value says which step: the words decide).
+
+    Two names of which one holds the other ("matrix_lr" / "muon_matrix_lr") may be one knob:
+    with other values that is a step (a link at worst), never the same change."""
     if not knobs_match(a.knob, b.knob):
+        if _within(a.knob, b.knob) and a.after is not None and b.after is not None and not _is_factor(
+                a.after) and not _is_factor(b.after) and not same_value(a.after, b.after, tolerance):
+            return "step"
         return "other"
     if a.scope and b.scope and a.scope != b.scope:
         return "other"
@@ -448,7 +469,11 @@ def relate(
     by_key: dict[str, list[Claim]] = {}
     for b in theirs:
         by_key.setdefault(knob_key(b.knob), []).append(b)
-    pairs = [(a, b, relation(a, b, tolerance)) for a in mine for b in by_key.get(knob_key(a.knob), ())]
+    pairs = []
+    for a in mine:
+        same_knob = by_key.get(knob_key(a.knob))
+        near = same_knob or [b for b in theirs if _within(a.knob, b.knob)]
+        pairs += [(a, b, relation(a, b, tolerance)) for b in near]
     shared = [(a, b, r) for a, b, r in pairs if r != "other"]
     if not shared:
         return "other", ""

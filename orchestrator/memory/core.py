@@ -54,7 +54,7 @@ from orchestrator.memory.claims import (
 )
 from orchestrator.memory.code import code_key, touched_code
 from orchestrator.memory.lexicon import CONCEPTS
-from orchestrator.memory.ngrams import Abbreviations, NgramIndex, features
+from orchestrator.memory.ngrams import Abbreviations, NgramIndex, features, words
 from orchestrator.memory.text import Text, analyze, bonus, conflict, knob_concept, overlap, raised
 
 Embed = Callable[[list[str]], list[list[float]]]
@@ -70,6 +70,9 @@ MAX_CLAIM_CANDIDATES = 40  # remembered proposals compared by their claims per c
 SWEEP_LINKS = 8  # earlier steps of a sweep named in a verdict at most
 MAX_TEXT_JUDGED = 24  # closest hypotheses whose claims and gates are checked per check, best first
 WRITTEN_TOLERANCE = 0.001  # relative difference under which two written values are one
+RERUN_WORDS = frozenset(("again", "rerun", "retest", "retry", "repeat", "repeated", "confirm", "confirmation",
+                         "reproduce", "check", "same", "seed", "seeds", "another", "run", "once", "more"))
+REST_OVERLAP = 0.34  # share of the words around two same claims below which they are about other things
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class Entry:
     touched: frozenset[str] = frozenset()  # "path:function" a code change edits (when sources were given)
     claims: tuple[Claim, ...] = ()  # what it changes, main claim first
     grams: frozenset[str] = frozenset()  # its change part's n-gram features
+    rest: frozenset[str] = frozenset()  # the words of its change part outside its claims
     lineage: frozenset[str] = frozenset()  # the parent and its ancestors (a change in one is already in it)
     named: bool = True  # its claims name their knobs for sure: other knobs are another change
 
@@ -184,6 +188,7 @@ class Memory:
             reading = self._without_parent_state(reading, family)
         text = None if generated else analyze(reading.change)
         grams = frozenset() if generated else features(reading.change)
+        rest = frozenset(words(reading.without(range(len(reading.claims))).change)) if reading.claims else frozenset()
         if change.kind == "params":
             delta = tuple((k, _canonical_value(v)) for k, v in sorted(change.params.items()))
             described = ", ".join(f"{k}={_short(v)}" for k, v in delta)
@@ -203,7 +208,7 @@ class Memory:
         return Entry(
             key=key or code_key(change.diff, sources, hypothesis), kind="code", parent_id=parent_id,
             aspect=change.aspect, hypothesis=hypothesis, summary=hypothesis, text=text, structure=structure,
-            touched=touched, claims=claims, grams=grams, lineage=family, named=named,
+            touched=touched, claims=claims, grams=grams, lineage=family, named=named, rest=rest,
         )
 
     # ----- judging -----------------------------------------------------------------------
@@ -217,6 +222,8 @@ class Memory:
             same.append((earlier, "exact", 1.0, what))
             judged.add(earlier)
         for earlier, how in self._by_claims(entry):
+            if how == "same" and _other_words(entry.rest, self._memos[earlier].entry.rest):
+                continue  # "yolov9e imgsz 1024" / "rtdetr-l imgsz 1024": the same values on other things
             judged.add(earlier)
             if how == "same":
                 same.append((earlier, "claims", 1.0, f"the same claim: {_claims(entry.claims)}"))
@@ -239,7 +246,11 @@ class Memory:
         # The same value as an ancestor set, since moved on by a later ancestor: a step back
         back = [f for f in same if self._context(entry, f[0]) == "in parent" and self._overridden(entry, f[0])]
         steps += [f[0] for f in back]
-        same = [f for f in same if f not in back]
+        # An ancestor's change said again with something of its own ("yolo11l epochs 80" then
+        # "yolo11l SGD epochs 80"): the ancestor is its context, the new words its change.
+        more = [f for f in same if self._context(entry, f[0]) == "in parent" and f[1] == "claims"
+                and _names_more(entry.grams, self._memos[f[0]].entry.grams)]
+        same = [f for f in same if f not in back and f not in more]
         if same:
             return self._same(entry, same)
         if steps:
@@ -418,16 +429,18 @@ class Memory:
         for score, lexical, proposal_id, other in heapq.nlargest(MAX_TEXT_JUDGED, scored, key=lambda s: s[:2]):
             grams = gram_scores.get(proposal_id, 0.0)
             assert other.text is not None
-            if conflict(entry.text, other.text) or not self._comparable(entry, other):
-                continue
-            if lexical < threshold and grams < gram_threshold:
-                if score > nearest_score:
-                    nearest, nearest_score = proposal_id, score
+            if not self._comparable(entry, other):
                 continue
             how = self._relate(entry, other)
             if how == "step":
                 steps.append(proposal_id)
                 continue  # the same knob to another value: words cannot make it the same experiment
+            if conflict(entry.text, other.text):
+                continue
+            if lexical < threshold and grams < gram_threshold:
+                if score > nearest_score:
+                    nearest, nearest_score = proposal_id, score
+                continue
             if how == "other" and ((entry.named and other.named) or not _shared_value(entry.claims, other.claims)):
                 continue  # other knobs, named for sure (MATRIX_LR, EMBEDDING_LR) or set to other values
             best, best_score = proposal_id, score
@@ -582,6 +595,19 @@ class Memory:
 
     def __len__(self) -> int:
         return len(self._memos)
+
+
+def _names_more(mine: frozenset[str], theirs: frozenset[str]) -> bool:
+    """Whether a change part names a word the other does not (words that ask for a re-run aside)."""
+    return any(f.startswith("w:") and f not in theirs and f[2:] not in RERUN_WORDS for f in mine)
+
+
+def _other_words(mine: frozenset[str], theirs: frozenset[str]) -> bool:
+    """Whether the words around two changes' claims name other things: each has words of its
+    own and they share few (the same values set on another model, another column...)."""
+    if not mine or not theirs:
+        return False
+    return len(mine & theirs) / len(mine | theirs) < REST_OVERLAP
 
 
 def _stated(claim: Claim) -> Claim:

@@ -472,4 +472,7 @@ def knob_concept(words: str, identifier: bool = False) -> str | None:
     knobs = sorted(c for c in text.targets | text.context if CONCEPTS[c][0] == "knob")
     # "matrix lr", "final lr frac": words the concept does not hold make a knob of its own
     own = [f for f, weight in text.features.items() if not f.startswith(("c:", "n:", "d:")) and weight >= 1.0]
-    return knobs[0] if len(knobs) == 1 and not own else None  # "transformer blocks" names a model, not a knob
+    if len(knobs) != 1 or own:
+        return None  # "transformer blocks" names a model, not a knob
+    # The dropout of the attention is a knob of its own, as `dropout_attention` would be
+    return "_".join([knobs[0], *sorted(text.where)])

@@ -79,19 +79,20 @@ def test_odd_inputs_do_not_break_the_analysis() -> None:
 
 # ----- the labelled pairs --------------------------------------------------------------------
 # Measured by scripts/bench_memory.py (docs/benchmarks.md). These floors guard against a
-# regression; the target (recall >= 0.90 at precision >= 0.95 on test) is not met yet.
+# regression; the target (recall >= 0.90 at precision >= 0.95 on test) is not met.
 def test_labelled_pairs_hold_their_measured_quality() -> None:
     pairs = load_pairs()
     assert len(pairs) >= 200
     assert {p["split"] for p in pairs} == {"dev", "test"}
     dev = scores([p for p in pairs if p["split"] == "dev"])
     test = scores([p for p in pairs if p["split"] == "test"])
-    assert dev["precision"] >= 0.99 and dev["recall"] >= 0.98, dev
-    assert test["precision"] >= 0.94 and test["recall"] >= 0.65, test
+    assert dev["precision"] >= 0.97 and dev["recall"] >= 0.72, dev
+    assert test["precision"] >= 0.93 and test["recall"] >= 0.49, test
 
 
-@pytest.mark.xfail(strict=True, reason="lexical similarity reaches recall 0.656 at precision 0.944 on test "
-                   "(docs/benchmarks.md); an embedding model is the way to the target")
+@pytest.mark.xfail(strict=True, reason="the lexical and n-gram levels reach recall 0.500 at precision 0.941 on "
+                   "test, at thresholds chosen on real logs (docs/benchmarks.md); an embedding model is the way "
+                   "to the target")
 def test_labelled_pairs_meet_the_target_on_the_test_split() -> None:
     test = scores([p for p in load_pairs() if p["split"] == "test"])
     assert test["precision"] >= 0.95 and test["recall"] >= 0.90, test

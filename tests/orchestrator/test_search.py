@@ -75,6 +75,13 @@ def test_toy_campaign_decides_each_change_for_the_right_reason(tmp_path: Path) -
                 assert screened and not screened & set(evidence["test_seeds"])
     notebook = report.notebook(config, tree)
     assert "## Decisions" in notebook and "protected path evaluate.py" in notebook
+    # Grid values of x after the first are steps of one sweep, each linked to the earlier results.
+    steps = [link for link in summary["memory_links"] if link["kind"] == "sweep-step"]
+    assert steps and all(link["knob"] == "x" and link["earlier"] for link in steps)
+    for link in steps:
+        assert all(e["change"].startswith("params x=") and e["status"] != "REJECTED" for e in link["earlier"])
+    assert summary["proposers"]["grid"]["sweep_steps"] == len(steps)
+    assert "## Revisits and sweep steps" in notebook and "sweep step on x" in notebook
 
 
 def test_integration_keeps_a_graft_that_helps(tmp_path: Path) -> None:
@@ -236,3 +243,37 @@ def test_a_budget_that_runs_out_leaves_undecided_nodes_and_no_pending_trials(tmp
     assert "PENDING" not in counts["trials"] and "RUNNING" not in counts["trials"]
     assert counts["nodes"]["UNDECIDED"] == len(undecided)
     assert "undecided" in report.notebook(config, tree)
+
+
+def test_the_same_change_after_the_incumbent_moved_is_a_revisit_linked_to_its_result(tmp_path: Path) -> None:
+    queue = tmp_path / "revisit.yaml"
+    items = queue_items()
+    worse, better = items[2], items[0]
+    queue.write_text(yaml.safe_dump([worse, better], sort_keys=False))
+    config = load_config(write_config(
+        tmp_path, search={"proposers": [{"type": "queue", "path": str(queue)}, {"type": "grid"}], "max_children": 10},
+        integration={"enabled": False}, budget={"max_trials": 60},
+    ))
+    service = SearchService(config.model_dump(mode="json"), prepare(config, None))
+    # Run until "better" is the incumbent, then ask for "worse" again: on the new incumbent it is
+    # tried in a new context, on the root it would be a repeat.
+    while not any(n.status is NodeStatus.PROMOTED for n in service.tree.nodes.values()):
+        assert drive(service, stop_after=1) == 1
+    again = {**worse, "id": "worse-again"}
+    queue.write_text(yaml.safe_dump([worse, better, again], sort_keys=False))
+    drive(service)
+    service.close()
+    tree = report.load_tree(config)
+    proposal = next(p for p in tree.proposals if p.change.source_id == "worse-again")
+    first = next(p for p in tree.proposals if p.change.source_id == "worse")
+    assert proposal.verdict == "accepted" and proposal.parent_id != first.parent_id
+    assert proposal.memory["kind"] == "revisit" and proposal.memory["earlier"] == first.proposal_id
+    summary = report.summary(config, tree)
+    (link,) = [link for link in summary["memory_links"] if link["node_id"] == proposal.node_id]
+    (earlier,) = link["earlier"]
+    assert earlier["node_id"] == first.node_id and earlier["status"] == "PRUNED" and earlier["gain"] < 0
+    assert summary["proposers"]["queue"]["revisits"] == 1
+    notebook = report.notebook(config, tree)
+    assert f"| {proposal.node_id} | {proposal.parent_id} | revisit |" in notebook
+    assert f"{first.node_id} on {first.parent_id}" in notebook
+
