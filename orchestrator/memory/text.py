@@ -11,7 +11,7 @@ Two hypotheses are never duplicates when they change different things (disjoint 
 each names an alternative the other does not: Adam / AdamW, flips / rotations), act on
 different parts of the model, or move one target in opposite directions. Otherwise the score is
 a weighted overlap of their features (targets weigh most), raised when both make the same move
-on the same targets. The vocabulary is in memory_lexicon.py.
+on the same targets. The vocabulary is in lexicon.py.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ BONUS_AGAIN = ("diff --git a/model.py b/model.py\n--- a/model.py\n+++ b/model.py
 LEAK = train_diff("params = json.load", "print(sorted(os.environ.items()))\nparams = json.load")
 
 
-def test_code_proposer_validates_repairs_and_rejects_duplicates(
+def test_code_proposer_validates_repairs_and_links_the_same_change_again(
     tmp_path: Path, llm_server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
@@ -133,9 +133,13 @@ def test_code_proposer_validates_repairs_and_rejects_duplicates(
     assert "protected path evaluate.py" in rejected["relax the evaluator"].reason
     assert "repair" in rejected["relax the evaluator"].reason
     assert "several aspects" in rejected["two things at once"].reason
-    again = rejected["make the model bonus 0.2 instead of 0"]
+    # The bonus change again (the same edit once formatting is set aside): a repeat where it was
+    # tried or already is, a revisit linked to the first on another branch.
+    again = next(p for p in tree.proposals if p.change.hypothesis == "make the model bonus 0.2 instead of 0")
     first = next(p for p in tree.proposals if p.change.hypothesis == "raise the model bonus to 0.2")
-    assert again.duplicate_of == first.proposal_id
+    assert again.memory["earlier"] == first.proposal_id and again.memory["level"] == "exact"
+    here = again.parent_id == first.parent_id or first.node_id in tree.nodes[again.parent_id].chain
+    assert (again.memory["kind"], again.verdict) == (("repeat", "rejected") if here else ("revisit", "accepted"))
 
     # The prompts: the task, the files, and (after the first call) the tree's history and rejections.
     chats = [r for r in llm_server.requests if r["path"].endswith("/chat/completions")]
@@ -144,7 +148,7 @@ def test_code_proposer_validates_repairs_and_rejects_duplicates(
     assert "evaluate.py" not in prompts[0].split("Files of the parent node")[1]  # protected files not shown
     assert "does not apply" in prompts[1]  # the repair round says why
     later = [p for p in prompts[2:] if "PROMOTED" in p]
-    assert later and any("duplicate of" in p for p in prompts[3:])
+    assert later and any("two things at once" in p and "several aspects" in p for p in prompts[3:])
 
     # Every call is in the ledger with its tokens and cost; the spend is their sum.
     ledger = Path(config.campaign_dir or "") / "ledger"
@@ -154,7 +158,8 @@ def test_code_proposer_validates_repairs_and_rejects_duplicates(
     assert calls is not None and calls[0] == tree.llm_calls >= 3
     assert calls[1] >= 1000 and calls[2] == pytest.approx(tree.llm_usd)
     summary = report.summary(config, tree)
-    assert summary["proposers"]["llm_code"]["repeats"] >= 1
+    mine = summary["proposers"]["llm_code"]
+    assert mine["repeats"] + mine["revisits"] >= 1
 
     # The key never lands anywhere: ledger, journal, report, trial logs and outputs.
     (Path(config.campaign_dir or "") / "report.md").write_text(report.notebook(config, tree))
