@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
 import ray
+from ray.util import get_node_ip_address
+
+from trials.spec import Placement
 
 # Tune's own console table would bury arborist's progress display: the ledger is the record.
 QUIET_ENV = {
@@ -65,3 +69,36 @@ def _start_failure(address: str | None, exc: Exception) -> str:
 
 def current_node_id() -> str:
     return ray.get_runtime_context().get_node_id()
+
+
+ACCELERATOR_LABEL = "ray.io/accelerator-type"  # set by Ray on nodes whose accelerators it detected
+ACCELERATOR_RESOURCE = "accelerator_type:"  # the same type, as a resource of the node
+
+
+def node_placement() -> Placement:
+    """The Ray node this process runs on: its id, IP and accelerator type ("" when it declares none).
+
+    The hostname and GPU ids are the trial runner's to add (trials.runner.local_placement).
+    """
+    context = ray.get_runtime_context()
+    node_id = context.get_node_id()
+    label = (context.get_node_labels() or {}).get(ACCELERATOR_LABEL)
+    accelerator = ",".join(label) if isinstance(label, list) else str(label or "")
+    return Placement(
+        ray_node_id=node_id, node_ip=get_node_ip_address(), accelerator=accelerator or _accelerator_resource(node_id)
+    )
+
+
+@functools.cache
+def _accelerator_resource(node_id: str) -> str:
+    """The accelerator type among the node's resources: set by hand (`ray start --resources`) on
+    nodes Ray cannot probe. One cluster-wide query per worker process and node."""
+    try:
+        nodes = ray.nodes()
+    except Exception:  # placement is a record, never a reason to lose a trial
+        return ""
+    for node in nodes:
+        if node.get("NodeID") == node_id:
+            names = sorted(k for k in (node.get("Resources") or {}) if k.startswith(ACCELERATOR_RESOURCE))
+            return ",".join(name.removeprefix(ACCELERATOR_RESOURCE) for name in names)
+    return ""

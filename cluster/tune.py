@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,12 +20,14 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from cluster.actors import NAMESPACE
-from trials.runner import run_trial
+from cluster.runtime import node_placement
+from trials.runner import local_placement, run_trial
 from trials.spec import TrialSpec
 
 FINISHED = "FINISHED"  # what the tree actor's suggest() returns when the campaign is over
 POLL_S = 0.25  # how often Tune may ask a tree actor that had nothing to run
 RESULT_KEY = "arborist_result"
+PLACEMENT_KEY = "arborist_placement"  # the trial's first report: where it runs, kept should it be lost
 
 
 class TreeSearcher(Searcher):
@@ -37,6 +40,7 @@ class TreeSearcher(Searcher):
         # Tune's trial id -> arborist's, and its token: a translation, never a count of trials in
         # flight (the tree actor's journal counts those).
         self._dispatched: dict[str, tuple[str, str]] = {}
+        self._placements: dict[str, dict[str, Any]] = {}  # Tune's trial id -> where it runs
         self._next_poll = 0.0
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
@@ -53,13 +57,22 @@ class TreeSearcher(Searcher):
         self._dispatched[trial_id] = (spec["trial_id"], dispatch["token"])
         return {"spec": spec, "actor": self._actor_name}
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        placement = result.get(PLACEMENT_KEY)
+        if placement and trial_id in self._dispatched:
+            self._placements[trial_id] = json.loads(placement)
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         dispatched = self._dispatched.pop(trial_id, None)
+        placement = self._placements.pop(trial_id, None)
         if dispatched is None:
             return
         ours, token = dispatched
         payload = (result or {}).get(RESULT_KEY)
-        ray.get(self._actor.complete.remote(ours, token, json.loads(payload) if payload else None, error))
+        if payload:
+            ray.get(self._actor.complete.remote(ours, token, json.loads(payload), error))
+        else:  # lost: Tune hands an errored trial's searcher no result, so where it ran comes from its first report
+            ray.get(self._actor.complete.remote(ours, token, None, error, placement))
         self._next_poll = 0.0  # a finished trial may have opened new work
 
     def save(self, checkpoint_path: str) -> None:
@@ -82,7 +95,12 @@ def trial_trainable(config: dict[str, Any]) -> None:
         if numbers:
             tune.report(numbers)
 
-    result = run_trial(spec, fetch_bundle, on_report)
+    cluster = node_placement()
+    # Reported first, so that a trial whose worker dies is still known to have run here.
+    where = replace(local_placement(spec), ray_node_id=cluster.ray_node_id, node_ip=cluster.node_ip,
+                    accelerator=cluster.accelerator)
+    tune.report({PLACEMENT_KEY: json.dumps(where.to_dict())})
+    result = run_trial(spec, fetch_bundle, on_report, placement=cluster)
     tune.report({RESULT_KEY: json.dumps(result.to_dict()), "done": True})
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from orchestrator.tree import TrialRecord
-from trials.spec import FailureStage, Fingerprint, TrialResult, TrialState
+from trials.spec import FailureStage, Fingerprint, Placement, TrialResult, TrialState
 
 TOKEN_BYTES = 16
 SHOWN_CHARS = 60  # of a reported value quoted in a message: a forged one can be megabytes
@@ -30,6 +30,7 @@ _TIME_FIELDS = ("started_at", "finished_at")
 _FINGERPRINT_TYPES: dict[str, tuple[type, ...]] = {
     f.name: {"str": (str,), "int": (int,), "float": (int, float)}[str(f.type)] for f in fields(Fingerprint)
 }
+_PLACEMENT_FIELDS = frozenset(f.name for f in fields(Placement))
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def _field_problems(result: dict[str, Any]) -> list[str]:
     reports = result.get("reports", [])
     if not isinstance(reports, list) or not all(isinstance(r, dict) for r in reports):
         problems.append("reports is not a list of mappings")
+    problems += _placement_problems(result.get("placement", {}))
     fingerprint = result.get("fingerprint", {})
     if not isinstance(fingerprint, dict):
         problems.append(f"fingerprint is a {type(fingerprint).__name__}, not a mapping")
@@ -126,6 +128,27 @@ def _field_problems(result: dict[str, Any]) -> list[str]:
         elif isinstance(value, bool) or not isinstance(value, kinds):
             problems.append(f"fingerprint {name} is {shown(value)}, not {kinds[-1].__name__}")
     return problems
+
+
+def _placement_problems(placement: object) -> list[str]:
+    if not isinstance(placement, dict):
+        return [f"placement is a {type(placement).__name__}, not a mapping"]
+    problems = []
+    for name, value in placement.items():
+        if name not in _PLACEMENT_FIELDS:
+            problems.append(f"placement field {shown(name)} is unknown")
+        elif not isinstance(value, str):
+            problems.append(f"placement {name} is {shown(value)}, not text")
+    return problems
+
+
+def lost_placement(placement: object) -> dict[str, str] | None:
+    """Where a lost trial ran, as its bridge reported it; None when unknown or not a placement
+    (nothing but the token vouches for it, and a lost trial's record must not fail on it)."""
+    if not placement or _placement_problems(placement):
+        return None
+    assert isinstance(placement, dict)
+    return {name: value for name, value in placement.items() if value}
 
 
 def _finite(value: object) -> bool:

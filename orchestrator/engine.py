@@ -14,12 +14,12 @@ from orchestrator import admission, blocks, drift, integration, policy
 from orchestrator.accounts import Accounts
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
-from orchestrator.dispatch import Dispatch, new_token, result_problems, shown, token_matches
+from orchestrator.dispatch import Dispatch, lost_placement, new_token, result_problems, shown, token_matches
 from orchestrator.memory import Memory, same_change_as
 from orchestrator.proposers.base import Answer, Outcome, ProposalContext, Proposer, Signal
 from orchestrator.proposers.queue import QueueFileError
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, Proposal, SearchTree, TrialRecord
-from trials.spec import FailureStage, TrialResult, TrialState
+from trials.spec import FailureStage, Placement, TrialResult, TrialState
 
 FINISHED = "FINISHED"
 MAX_LOST = 3  # a trial lost to infrastructure this often is recorded as failed
@@ -466,8 +466,13 @@ class SearchEngine:
             return Dispatch(record, token)
         return None
 
-    def record_result(self, trial_id: str, token: str, result: dict[str, Any] | None, error: bool = False) -> bool:
+    def record_result(
+        self, trial_id: str, token: str, result: dict[str, Any] | None, error: bool = False,
+        placement: object = None,
+    ) -> bool:
         """Record a trial's result; a trial with no result was lost and runs again.
+
+        `placement` says where a lost trial ran (a Placement's fields), when the cluster knows.
 
         Only a trial dispatched in this session, reported with its token, is recorded (True);
         anything else changes nothing and is journaled as a note (False).
@@ -492,10 +497,13 @@ class SearchEngine:
                 trial_id=trial_id, node_id=record.node_id, seed=record.seed, state=TrialState.FAIL,
                 failure_stage=FailureStage.SETUP, finished_at=self._clock(),
                 message=f"the trial's worker was lost {record.attempts} times (Ray error); check the cluster",
+                placement=Placement.from_dict(lost_placement(placement)),
             )
             self.tree.record("trial_finished", result=failed.to_dict())
         else:
-            self.tree.record("trial_lost", trial_id=trial_id, reason="worker lost" if error else "no result")
+            where = lost_placement(placement)
+            self.tree.record("trial_lost", trial_id=trial_id, reason="worker lost" if error else "no result",
+                             **({"placement": where} if where else {}))
         self._advance()
         return True
 

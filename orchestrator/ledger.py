@@ -38,7 +38,9 @@ from trials.spec import Fingerprint
 # 3: trials gained block and started_order; version 2 parts read with them null.
 # 4: proposals gained memory_level, memory_earlier and memory_knob; memory_verdict became
 # repeat | revisit | sweep-step | new (older parts say new | exact | structural | text | embedding).
-SCHEMA_VERSION = 4
+# 5: trials gained ray_node_id, node_ip, hostname, gpu_ids and accelerator (where the trial ran);
+# version 4 parts read with them null.
+SCHEMA_VERSION = 5
 MAX_RETRY_S = 30.0  # longest wait between flushes while storage is down
 COMPACT_AT = 16  # parts of one table that are merged into one at the end of a session
 log = logging.getLogger("arborist.ledger")
@@ -55,6 +57,8 @@ EVENT_SCHEMA = pa.schema(
     ],
     metadata={"arborist_schema_version": str(SCHEMA_VERSION)},
 )
+
+PLACEMENT_COLUMNS = ("ray_node_id", "node_ip", "hostname", "gpu_ids", "accelerator")
 
 _FP_FIELDS = [
     ("fp_gpu_model", pa.string()),
@@ -86,6 +90,7 @@ TRIAL_SCHEMA = pa.schema(
         ("duration_s", pa.float64()),
         ("worker", pa.string()),
         ("sandbox", pa.string()),  # the containment the trial ran under: bwrap, none ("" before it was recorded)
+        *[(name, pa.string()) for name in PLACEMENT_COLUMNS],  # where it ran (docs/ledger.md)
         ("log_tail", pa.string()),
         ("reports", pa.string()),  # JSON list of ARBORIST_REPORT payloads
         *_FP_FIELDS,
@@ -512,6 +517,7 @@ def _trial_table(events: list[Event], records: Mapping[str, TrialRecord]) -> pa.
         "duration_s": [max(0.0, (f or 0) - (s or 0)) for s, f in zip(started, finished, strict=True)],
         "worker": [r.get("worker", "") for r in results],
         "sandbox": [r.get("sandbox", "") for r in results],
+        **{name: [(r.get("placement") or {}).get(name) for r in results] for name in PLACEMENT_COLUMNS},
         "log_tail": [r.get("log_tail", "") for r in results],
         "reports": [json.dumps(r["reports"]) if r.get("reports") else "[]" for r in results],
         "block": [None if p is None else p.block for p in placed],

@@ -10,7 +10,7 @@ from typing import Any
 
 from scipy import stats as sps
 
-from orchestrator import chart, drift
+from orchestrator import chart, drift, placement
 from orchestrator.config import CampaignConfig
 from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.policy import estimate_and_se
@@ -125,6 +125,7 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
         "llm": {"calls": tree.llm_calls, "usd": round(tree.llm_usd, 6), "by_proposer": tree.llm_by_proposer},
         "proposer_switches": tree.switches,
         "elapsed_s": round(tree.elapsed_s(), 1),
+        "placement": placement.summary(tree),
         "fingerprints": sorted({
             r.result.fingerprint.comparability_key() for r in tree.trials.values() if r.result is not None
         }),
@@ -442,6 +443,7 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
         lines += [f"### {record.trial_id}: {record.state.value} (stage {stage})", "", record.result.message, ""]
         if record.result.log_tail:
             lines += ["```", record.result.log_tail.rstrip()[-2000:], "```", ""]
+    lines += placement.section(data["placement"])
     lines += _integration_section(data)
     lines += _proposers_section(data)
     fingerprints = data["fingerprints"]

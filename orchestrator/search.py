@@ -118,10 +118,14 @@ class SearchService:
         record = dispatch.record
         return {"spec": self._spec(record.node_id, record.seed).to_dict(), "token": dispatch.token}
 
-    def complete(self, trial_id: str, token: str, result: dict[str, Any] | None, error: bool = False) -> bool:
+    def complete(
+        self, trial_id: str, token: str, result: dict[str, Any] | None, error: bool = False,
+        placement: dict[str, Any] | None = None,
+    ) -> bool:
         """Record a trial's result, given with its dispatch token; a trial with no result was lost
-        and runs again. False when refused: a wrong token, or a trial not running in this session."""
-        taken = self.engine.record_result(trial_id, token, result, error)
+        (on the node `placement` says, when known) and runs again. False when refused: a wrong
+        token, or a trial not running in this session."""
+        taken = self.engine.record_result(trial_id, token, result, error, placement)
         self._journal_embeddings()
         if self.ledger.due():
             self._flush()

@@ -448,6 +448,7 @@ def _result(record: TrialRecord, truth: _Truth, tree: SearchTree, machine: int) 
         "reports": [],
         "fingerprint": dict(_BLANK_RESULT["fingerprint"]),
         "worker": f"machine-{machine}",
+        "placement": {**_BLANK_RESULT["placement"], "hostname": f"machine-{machine}"},
     }
 
 

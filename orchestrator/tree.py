@@ -145,7 +145,8 @@ class SearchTree:
         # count as it would have without the crash (one at a time).
         self.finished_count = 0
         self.max_seed: int | None = None
-        self.sessions: list[dict[str, Any]] = []
+        self.sessions: list[dict[str, Any]] = []  # ts, resumed, last_ts, and the trials started, finished, lost
+        self.lost: list[dict[str, Any]] = []  # trial_lost events: trial_id, reason, placement, seq, ts, session
         self.llm_usd = 0.0  # spend of every LLM call, from llm_call events
         self.llm_calls = 0
         self.llm_by_proposer: dict[str, dict[str, float]] = {}  # calls, failed, tokens, usd
@@ -201,7 +202,11 @@ class SearchTree:
         self.meta = dict(data)
 
     def _on_session_started(self, data: dict[str, Any]) -> None:
-        self.sessions.append({**data, "ts": data["ts"]})
+        self.sessions.append({**data, "ts": data["ts"], "started": 0, "finished": 0, "lost": 0})
+
+    def _count_in_session(self, what: str) -> None:
+        if self.sessions:
+            self.sessions[-1][what] += 1
 
     def _on_node_created(self, data: dict[str, Any]) -> None:
         change = Change.from_dict(data["change"]) if data.get("change") else None
@@ -259,6 +264,7 @@ class SearchTree:
             return  # a finished trial is never run again
         self._set_state(record, TrialState.RUNNING)
         record.attempts += 1
+        self._count_in_session("started")
         record.started_order = self.finished_count
         record.started_ts = self._applying_ts
 
@@ -270,11 +276,14 @@ class SearchTree:
         self.finished_count += 1
         self._set_state(record, result.state)
         record.result = result
+        self._count_in_session("finished")
 
     def _on_trial_lost(self, data: dict[str, Any]) -> None:
         record = self.trials[data["trial_id"]]
         if not record.state.is_finished():
             self._set_state(record, TrialState.PENDING)
+            self.lost.append({**data, "seq": self._applying, "ts": self._applying_ts, "session": len(self.sessions)})
+            self._count_in_session("lost")
 
     def _set_state(self, record: TrialRecord, state: TrialState) -> None:
         self._running += (state is TrialState.RUNNING) - (record.state is TrialState.RUNNING)

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from trials.layout import TrialPaths
 from trials.process import CommandOutcome, check_program
 from trials.protect import file_digest, is_definition, split_entry
 from trials.sandbox import BWRAP, Room, SandboxUnavailable, containment, existing, wrap
-from trials.spec import FailureStage, Fingerprint, TrialResult, TrialSpec, TrialState
+from trials.spec import FailureStage, Fingerprint, Placement, TrialResult, TrialSpec, TrialState
 from trials.worktree import Worktree, ensure_cached_repo, materialize
 
 SETUP_MIN_BUDGET_S = 600.0  # installs are slow; the setup step is not held to the train budget
@@ -51,12 +51,15 @@ def run_trial(
     spec: TrialSpec,
     fetch_bundle: Callable[[str], bytes],
     on_report: Callable[[dict[str, Any]], None] | None = None,
+    placement: Placement | None = None,
 ) -> TrialResult:
     """Run one trial of `spec` on this machine and say how it went.
 
     fetch_bundle(bundle_id) returns the campaign bundle's bytes (called once per machine).
     on_report receives each `ARBORIST_REPORT` object of the train step as it is printed; it
     may raise TrialPruned to stop the trial early (the result is then PRUNED).
+    placement is what a cluster knows of where the trial runs (its node id, IP and accelerator
+    type); the result's placement adds this machine's hostname and the trial's GPU ids to it.
     """
     started_at = time.time()
     trial = _Trial(spec, fetch_bundle, on_report)
@@ -74,6 +77,7 @@ def run_trial(
         )
     finally:
         trial.remove_worktree()
+    fingerprint = trial.fingerprint or _best_effort_fingerprint(spec, trial.paths)
     return TrialResult(
         trial_id=spec.trial_id,
         node_id=spec.node_id,
@@ -84,13 +88,31 @@ def run_trial(
         message=ending.message,
         self_reported=spec.entrypoint.evaluate is None,
         reports=list(trial.reports),
-        fingerprint=trial.fingerprint or _best_effort_fingerprint(spec, trial.paths),
+        fingerprint=fingerprint,
         started_at=started_at,
         finished_at=time.time(),
         log_tail=ending.log_tail,
         worker=socket.gethostname(),
         sandbox=trial.containment,
+        placement=_placement(spec, placement, fingerprint),
     )
+
+
+def local_placement(spec: TrialSpec) -> Placement:
+    """What this machine knows of where a trial of `spec` runs: its hostname, and the GPU ids the
+    trial's steps are given (CUDA_VISIBLE_DEVICES as build_env passes it on, "" when unset)."""
+    gpu_ids = spec.entrypoint.env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    return Placement(hostname=socket.gethostname(), gpu_ids=gpu_ids)
+
+
+def _placement(spec: TrialSpec, cluster: Placement | None, fingerprint: Fingerprint) -> Placement:
+    here = local_placement(spec)
+    if cluster is None:
+        return here  # no cluster: nothing to say of nodes or their accelerator type
+    # A node that declares no accelerator type (a CPU node, or one started without GPU detection)
+    # is described by the GPUs the trial saw, if any.
+    return replace(cluster, hostname=here.hostname, gpu_ids=here.gpu_ids,
+                   accelerator=cluster.accelerator or fingerprint.gpu_model)
 
 
 @dataclass

@@ -188,6 +188,38 @@ def _fingerprint(items: tuple[tuple[str, Any], ...]) -> Fingerprint:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a trial ran. A trial run on Ray has every field the cluster knows; one run without
+    Ray (tests, a single machine) has the hostname and GPU ids alone."""
+
+    ray_node_id: str = ""  # the Ray node's id (hex)
+    node_ip: str = ""  # the Ray node's IP address
+    hostname: str = ""
+    gpu_ids: str = ""  # CUDA_VISIBLE_DEVICES as the trial's steps got it, "" when not set
+    accelerator: str = ""  # the node's accelerator type (Ray's label or resource, else the GPU model)
+
+    def to_dict(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Placement:
+        # A cluster has a few nodes and a million trials to replay: share their placements.
+        items = tuple(sorted((k, v) for k, v in (data or {}).items() if k in _PLACEMENT_FIELDS))
+        try:
+            return _placement(items)
+        except TypeError:  # an unhashable value: let the dataclass take it as it is
+            return cls(**dict(items))
+
+
+_PLACEMENT_FIELDS = frozenset(f.name for f in fields(Placement))
+
+
+@functools.lru_cache(maxsize=1024)
+def _placement(items: tuple[tuple[str, Any], ...]) -> Placement:
+    return Placement(**dict(items))
+
+
+@dataclass(frozen=True)
 class TrialResult:
     trial_id: str
     node_id: str
@@ -204,6 +236,7 @@ class TrialResult:
     log_tail: str = ""
     worker: str = ""  # hostname that ran it
     sandbox: str = ""  # containment the steps ran under: "bwrap" or "none" ("": not recorded)
+    placement: Placement = field(default_factory=Placement)  # where it ran (empty: not recorded)
 
     @property
     def duration_s(self) -> float:
@@ -222,4 +255,5 @@ class TrialResult:
         stage = data.get("failure_stage")
         data["failure_stage"] = FailureStage(stage) if stage else None
         data["fingerprint"] = Fingerprint.from_dict(data.get("fingerprint") or {})
+        data["placement"] = Placement.from_dict(data.get("placement"))
         return cls(**data)

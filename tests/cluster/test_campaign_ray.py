@@ -7,9 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import ray
 
 from orchestrator import campaign, report
 from orchestrator.config import load_config
+from orchestrator.ledger import open_filesystem, read_table
 from tests.toy import write_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -38,6 +40,15 @@ def test_toy_campaign_on_ray(tmp_path: Path) -> None:
     trial_ids = [r.trial_id for r in tree.finished_trials()]
     assert len(trial_ids) == len(set(trial_ids)) == final["trials_spent"] + final["integration_spent"]
     assert (Path(config.campaign_dir or "") / "tune").exists()
+    # Every trial in the ledger says it ran on this Ray node, and the notebook names the node.
+    (node,) = [n for n in ray.nodes() if n["Alive"]]
+    fs, root = open_filesystem(str(Path(config.campaign_dir or "") / "ledger"))
+    rows = read_table(fs, root, "trials").to_pylist()
+    assert len(rows) == len(trial_ids)
+    assert {(r["ray_node_id"], r["node_ip"]) for r in rows} == {(node["NodeID"], node["NodeManagerAddress"])}
+    (placed,) = summary["placement"]["nodes"]
+    assert (placed["node"], placed["run"], placed["lost"]) == (node["NodeID"], len(rows), 0)
+    assert f"| {node['NodeID']} | {node['NodeManagerAddress']} |" in report.notebook(config, tree)
     # A winner can be fetched with plain git.
     incumbent = summary["incumbent"]
     repo = Path(config.campaign_dir or "") / "repo"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 from tests.trials.conftest import PY, Campaign, git, score_diff, unified_diff
 from trials.errors import TrialPruned
 from trials.runner import run_trial
-from trials.spec import CodeChange, FailureStage, TrialResult, TrialSpec, TrialState
+from trials.spec import CodeChange, FailureStage, Placement, TrialResult, TrialSpec, TrialState
 
 
 def run(campaign: Campaign, spec: TrialSpec, **kwargs: Any) -> TrialResult:
@@ -52,6 +54,21 @@ def test_a_complete_trial(campaign: Campaign) -> None:
     assert (folder / "train.log").exists() and (folder / "evaluate.log").exists()
     assert json.loads((folder / "params.json").read_text()) == spec.params
     assert (folder / "output" / "model.json").exists()
+
+
+def test_a_trial_records_where_it_ran(campaign: Campaign, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # as Ray sets it for a trial given a GPU
+    spec = campaign.spec()
+    alone = run(campaign, spec)
+    assert alone.placement == Placement(hostname=socket.gethostname(), gpu_ids="3")  # no cluster: no node
+    # On a cluster the node comes from it; a node without an accelerator type is described by
+    # the fingerprint's GPU model (none here: no nvidia-smi to name GPU 3).
+    cluster = Placement(ray_node_id="f" * 56, node_ip="10.0.0.7")
+    placed = run(campaign, replace(spec, entrypoint=replace(spec.entrypoint, env={"CUDA_VISIBLE_DEVICES": "0,1"})),
+                 placement=cluster)
+    assert placed.state is TrialState.COMPLETE, placed.message
+    assert placed.placement == Placement("f" * 56, "10.0.0.7", socket.gethostname(), "0,1",
+                                         placed.fingerprint.gpu_model)
 
 
 def test_the_same_trial_can_run_again_on_the_same_machine(campaign: Campaign) -> None:
