@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from trials.spec import TrialSpec
 
 FINISHED = "FINISHED"  # what the tree actor's suggest() returns when the campaign is over
 POLL_S = 0.25  # how often Tune may ask a tree actor that had nothing to run
+STOP_POLL_S = 2.0  # how often a running trial asks the tree actor whether the campaign stopped it
 RESULT_KEY = "arborist_result"
 PLACEMENT_KEY = "arborist_placement"  # the trial's first report: where it runs, kept should it be lost
 
@@ -100,8 +102,27 @@ def trial_trainable(config: dict[str, Any]) -> None:
     where = replace(local_placement(spec), ray_node_id=cluster.ray_node_id, node_ip=cluster.node_ip,
                     accelerator=cluster.accelerator)
     tune.report({PLACEMENT_KEY: json.dumps(where.to_dict())})
-    result = run_trial(spec, fetch_bundle, on_report, placement=cluster)
+    stop, done = threading.Event(), threading.Event()
+    watcher = threading.Thread(target=_watch_for_stop, args=(actor, spec.trial_id, stop, done), daemon=True)
+    watcher.start()
+    try:
+        result = run_trial(spec, fetch_bundle, on_report, stop, placement=cluster)
+    finally:
+        done.set()
     tune.report({RESULT_KEY: json.dumps(result.to_dict()), "done": True})
+
+
+def _watch_for_stop(actor: Any, trial_id: str, stop: threading.Event, done: threading.Event) -> None:
+    """Set `stop` once the tree actor says the campaign stopped the trial (its wall-clock budget ran
+    out): run_trial then stops the trial's processes. Asking fails while the actor restarts: the
+    next round asks again."""
+    while not done.wait(STOP_POLL_S):
+        try:
+            if ray.get(actor.should_stop.remote(trial_id), timeout=30):
+                stop.set()
+                return
+        except Exception:
+            continue
 
 
 def _is_number(value: Any) -> bool:

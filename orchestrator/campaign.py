@@ -6,6 +6,8 @@ Layout of a campaign folder:
     .owner.lock       held by the one `arborist run` or `resume` that owns the folder (ownership.py)
     campaign.json     the resolved config (what `arborist resume` reads back); written first
     config.yaml       the config file as given
+    inputs/           a copy of each queue proposer's hypotheses file, diff files written in: what a
+                      resume reads once the file is gone (orchestrator/proposers/queue.py)
     repo/             the campaign repository: a commit and branch per node
     bundles/          the snapshot as a git bundle, shipped to workers
     setup.json        snapshot commit, bundle and protected hashes; written last, so it marks
@@ -38,7 +40,8 @@ from orchestrator.inbox import INBOX_FILE
 from orchestrator.inbox import LOCK_FILE as INBOX_LOCK_FILE
 from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.ownership import LOCK_FILE, check_free
-from orchestrator.proposers.queue import load_queue
+from orchestrator.proposers.queue import INPUTS_DIR, copy_path, copy_text, load_queue, write_copy
+from orchestrator.proposers.registry import proposer_names
 from trials.hashing import hash_path
 from trials.protect import expected_digests, is_definition
 from trials.worktree import CampaignRepo, snapshot_project
@@ -54,7 +57,7 @@ def _staged(name: str) -> str:
 
 # What a start that failed before its first event can leave in the folder (see the layout above).
 FAILED_START_LEFTOVERS = (
-    CAMPAIGN_FILE, "config.yaml", "repo", "bundles", SETUP_FILE, "journal.wal", "ledger", "scratch", "tune",
+    CAMPAIGN_FILE, "config.yaml", INPUTS_DIR, "repo", "bundles", SETUP_FILE, "journal.wal", "ledger", "scratch", "tune",
     INBOX_FILE, INBOX_LOCK_FILE, "report.md", "control_chart.svg", _staged(CAMPAIGN_FILE), _staged(SETUP_FILE),
 )
 
@@ -87,14 +90,16 @@ def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
             f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
             "or choose another campaign_dir (or --campaign-dir) for a new one."
         )
-    for proposer in config.search.proposers:
-        if proposer.type == "queue" and proposer.path is not None:
-            load_queue(Path(proposer.path))  # a broken hypotheses file stops us before anything runs
+    queues = {name: (path, load_queue(path)) for name, path in queue_files(config)}  # a broken one stops us here
     campaign_dir.mkdir(parents=True, exist_ok=True)
     # First, so that a start that dies from here on leaves a folder `arborist resume` can finish.
-    _write_atomic(campaign_dir / CAMPAIGN_FILE, {"config": config.model_dump(mode="json")})
+    inputs = {name: {"path": str(path), "copy": str(copy_path(campaign_dir, name).relative_to(campaign_dir))}
+              for name, (path, _) in queues.items()}
+    _write_atomic(campaign_dir / CAMPAIGN_FILE, {"config": config.model_dump(mode="json"), "inputs": inputs})
     if config_path is not None:
         shutil.copyfile(config_path, campaign_dir / "config.yaml")
+    for name, (path, items) in queues.items():
+        write_copy(copy_path(campaign_dir, name), copy_text(path, items))
     for name in ("repo", "bundles"):
         shutil.rmtree(campaign_dir / name, ignore_errors=True)  # left by a start that died here
     repo_dir = campaign_dir / "repo"
@@ -123,6 +128,44 @@ def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
     }
     _write_atomic(campaign_dir / SETUP_FILE, setup)  # last: its presence means the preparation completed
     return setup
+
+
+def queue_files(config: CampaignConfig) -> list[tuple[str, Path]]:
+    """Each queue proposer's name and hypotheses file."""
+    return [(name, Path(spec.path)) for name, spec in proposer_names(config)
+            if spec.type == "queue" and spec.path is not None]
+
+
+def check_inputs(config: CampaignConfig) -> list[str]:
+    """Before a resume: what it reads from outside the campaign folder is there, or has a copy.
+
+    Returns a line for each file that is gone and will be read from its copy; raises
+    ConfigError naming a file that is gone with no copy, and saying what to do.
+    """
+    assert config.campaign_dir is not None
+    campaign_dir = Path(config.campaign_dir)
+    fallbacks = []
+    for name, path in queue_files(config):
+        if path.exists():
+            continue
+        copy = copy_path(campaign_dir, name)
+        if not copy.is_file():
+            raise ConfigError(
+                f"proposer {name}: its hypotheses file {path} is gone, and {campaign_dir} holds no copy of it "
+                f"({copy}; campaigns started before copies were kept have none). Put the file back at {path} "
+                f"(a file holding `[]` if no item is left to propose), then run `arborist resume {campaign_dir}` "
+                "again; nothing was changed."
+            )
+        fallbacks.append(f"proposer {name}: its hypotheses file {path} is gone; reading the campaign's copy {copy}, "
+                         "which holds the file as it was last read")
+    for var, held in config.data.heldout.items():
+        if not Path(held).exists():
+            raise ConfigError(
+                f"data.heldout.{var}: {held} is gone. The evaluate step of every trial reads it there, and its hash "
+                f"was taken when the campaign started: put it back unchanged, then run `arborist resume "
+                f"{campaign_dir}` again; nothing was changed."
+            )
+    return fallbacks
 
 
 def clear_failed_start(config: CampaignConfig) -> list[str]:
@@ -162,6 +205,12 @@ def finish_start(config: CampaignConfig) -> tuple[dict[str, Any], str]:
     if setup_path.is_file():
         setup: dict[str, Any] = json.loads(setup_path.read_text())
         return setup, "it was prepared but never started: starting it from its snapshot"
+    if not Path(config.project).is_dir():
+        raise ConfigError(
+            f"{config.campaign_dir} died while being prepared (nothing ran), and its project {config.project} is "
+            f"gone, so it cannot be prepared again. Put the project back at {config.project}, or start afresh with "
+            f"`arborist run CONFIG --campaign-dir {config.campaign_dir}`, which replaces the folder."
+        )
     return prepare(config, None), (
         "it died while being prepared: prepared it again (snapshot, bundle, hashes) from its campaign.json"
     )

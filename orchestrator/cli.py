@@ -177,6 +177,8 @@ def _resume(args: argparse.Namespace) -> int:
         else:
             print(f"resuming campaign {config.name} from {len(tree.finished_trials())} finished trials",
                   file=sys.stderr)
+        for line in campaign.check_inputs(config):  # before Ray: a missing input is named at once
+            print(line, file=sys.stderr)
         if not _start_ray(config):
             return EXIT_USAGE
         return _drive(config, setup, quiet=args.quiet)

@@ -311,7 +311,13 @@ class BudgetConfig(_Model):
     """When the search stops: whichever limit is reached first."""
 
     max_trials: int = Field(default=200, ge=1)
-    max_wall_s: float = Field(default=3600.0, gt=0)
+    max_wall_s: float = Field(
+        default=3600.0, gt=0, description="wall-clock seconds of search, summed over sessions; no trial starts after"
+    )
+    grace_s: float = Field(
+        default=60.0, ge=0,
+        description="seconds trials running when max_wall_s is spent may go on; then they are stopped (STOPPED)",
+    )
     max_gpu_hours: float | None = Field(default=None, gt=0, description="GPU-hours of finished trials")
     max_llm_usd: float | None = Field(default=None, ge=0, description="spend of proposals, in US dollars")
     patience: int | None = Field(default=None, ge=1, description="decided changes without a new incumbent")

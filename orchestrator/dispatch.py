@@ -22,7 +22,9 @@ TOKEN_BYTES = 16
 SHOWN_CHARS = 60  # of a reported value quoted in a message: a forged one can be megabytes
 
 _RESULT_FIELDS = frozenset(f.name for f in fields(TrialResult))
-_FINISHED_STATES = frozenset(s.value for s in TrialState if s.is_finished())
+# STOPPED is the campaign's own record of a trial it stopped at the end of its wall-clock budget:
+# a worker cannot claim it, so no report can pass a trial off as stopped rather than failed.
+_FINISHED_STATES = frozenset(s.value for s in TrialState if s.is_finished() and s is not TrialState.STOPPED)
 _STAGES = frozenset(s.value for s in FailureStage)
 _TEXT_FIELDS = ("message", "log_tail", "worker")
 _TIME_FIELDS = ("started_at", "finished_at")

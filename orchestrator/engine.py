@@ -18,7 +18,7 @@ from orchestrator.dispatch import Dispatch, lost_placement, new_token, result_pr
 from orchestrator.memory import Memory, same_change_as
 from orchestrator.proposers.base import Answer, Outcome, ProposalContext, Proposer, Signal
 from orchestrator.proposers.queue import QueueFileError
-from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, Proposal, SearchTree, TrialRecord
+from orchestrator.tree import ROOT_ID, Node, NodeStatus, Phase, Proposal, SearchTree, TrialRecord, trial_id_for
 from trials.spec import FailureStage, Placement, TrialResult, TrialState
 
 FINISHED = "FINISHED"
@@ -75,6 +75,7 @@ class SearchEngine:
         self._wants_records = any(p.wants_records for p in proposers)
         self._finished: set[str] = set()  # proposers that answered FINISHED: never asked again
         self._waiting: set[str] = set()  # proposers that answered WAIT in the latest expansion
+        self._stopped: set[str] = set()  # trials this session stopped at the end of the wall-clock budget
 
     # ----- start and restore -------------------------------------------------------------
     def start(self, meta: dict[str, Any], root_commit: str) -> None:
@@ -137,9 +138,12 @@ class SearchEngine:
     def _advance(self) -> None:
         if self.tree.phase is Phase.DONE:
             return
+        self.stop_overdue()
         verdicts = self._apply_verdicts()
         if self._judge_settled_nodes() or verdicts or self.tree.incumbent_id is None:
             self._update_incumbent()
+        if self.tree.phase is Phase.BASELINE and self._baseline_out_of_time():
+            return
         if self.tree.phase is Phase.SEARCH:
             self._search_step()
         if self.tree.phase is Phase.INTEGRATION:
@@ -175,6 +179,8 @@ class SearchEngine:
             # One failed trial fails the node: its other seeds would only spend budget.
             if not blocks.node_is_settled(self.tree, node) and not policy.has_failure(self.tree, node):
                 continue
+            if self._cut_by_budget(node):
+                continue  # its evidence is missing what the budget stopped: UNDECIDED when the search stops
             if node.node_id == ROOT_ID:
                 verdict = policy.judge_root(self.tree, self.config)
             else:
@@ -410,7 +416,7 @@ class SearchEngine:
 
     def _begin_integration(self, reason: str) -> None:
         winners = integration.branch_winners(self.tree, self.config)
-        self.tree.record("note", message=f"search stopped: {reason}")
+        self._record_search_stopped(reason)
         if not self.config.integration.enabled or len(winners) < 2:
             why = "integration disabled" if not self.config.integration.enabled else (
                 f"{len(winners)} branch winner(s): nothing to combine"
@@ -446,6 +452,78 @@ class SearchEngine:
         self.tree.record("incumbent_changed", node_id=final, gain=gain)
         self._finish(f"integration done: {final} is the final combination")
 
+    # ----- the wall-clock budget ---------------------------------------------------------
+    def _wall_spent(self) -> bool:
+        """The search's wall-clock budget is spent: no trial of the baseline or the search starts."""
+        if self.tree.phase not in (Phase.BASELINE, Phase.SEARCH):
+            return False
+        return self.tree.elapsed_s(self._clock()) >= self.config.budget.max_wall_s
+
+    def stop_overdue(self) -> list[str]:
+        """Stop the trials still running `budget.grace_s` after the wall-clock budget was spent.
+
+        Each is recorded as finished, STOPPED, with a message that says why: the budget stopped
+        it, not its change, so it fails no node and feeds no comparison. The worker running it
+        learns it from should_stop() and stops its processes; its late report is ignored.
+        """
+        if not self._in_flight or not self._wall_spent():
+            return []
+        budget = self.config.budget
+        over = self.tree.elapsed_s(self._clock()) - budget.max_wall_s
+        if over < budget.grace_s:
+            return []
+        now = self._clock()
+        stopped = sorted(self._in_flight)
+        for trial_id in stopped:
+            record = self.tree.trials[trial_id]
+            result = TrialResult(
+                trial_id=trial_id, node_id=record.node_id, seed=record.seed, state=TrialState.STOPPED,
+                started_at=record.started_ts, finished_at=now,
+                message=(f"stopped by the campaign: still running {budget.grace_s:g} s (budget.grace_s) after the "
+                         f"wall-clock budget of {budget.max_wall_s:g} s (budget.max_wall_s) was spent; not a "
+                         "failure of the change"),
+            )
+            self.tree.record("trial_finished", result=result.to_dict())
+            # A report that still comes for it is a retry of one taken: ignored, and not journaled.
+            self._reported[trial_id] = self._in_flight.pop(trial_id)
+            self._stopped.add(trial_id)
+        return stopped
+
+    def should_stop(self, trial_id: str) -> bool:
+        """Whether the worker running `trial_id` should stop it now (the budget stopped it)."""
+        self.stop_overdue()
+        return trial_id in self._stopped
+
+    def _cut_by_budget(self, node: Node) -> bool:
+        """A trial of the node, or a control of its parent on its seeds, was stopped by the budget."""
+        trial_ids = [trial_id_for(node.node_id, seed) for seed in node.seeds]
+        if node.parent_id is not None:
+            trial_ids += [trial_id_for(node.parent_id, seed) for seed in node.seeds]
+        return any(
+            (record := self.tree.trials.get(t)) is not None and record.state is TrialState.STOPPED for t in trial_ids
+        )
+
+    def _baseline_out_of_time(self) -> bool:
+        """End a campaign whose wall-clock budget ran out before its baseline was measured."""
+        if self.running or not self._wall_spent():
+            return False
+        reason = f"wall-clock budget reached ({self.config.budget.max_wall_s:.0f} s) before the baseline was measured"
+        self.tree.record(
+            "decision", node_id=ROOT_ID, status=NodeStatus.UNDECIDED.value,
+            reason=f"still being measured when the search stopped ({reason})", evidence={},
+        )
+        self._record_search_stopped(reason)
+        self._finish(reason)
+        return True
+
+    def _record_search_stopped(self, reason: str) -> None:
+        budget = self.config.budget
+        self.tree.record(
+            "search_stopped", reason=reason, elapsed_s=round(self.tree.elapsed_s(self._clock()), 3),
+            wall_spent_at=self.tree.moment_at(budget.max_wall_s, self._clock()),
+            stopped_trials=sorted(r.trial_id for r in self.tree.trials.values() if r.state is TrialState.STOPPED),
+        )
+
     def _finish(self, reason: str) -> None:
         self.tree.record("campaign_finished", reason=reason)
         if self._on_finish is not None:
@@ -460,6 +538,8 @@ class SearchEngine:
         for record in self.tree.pending_trials():
             if self.tree.phase is Phase.SEARCH and self._search_budget_left() <= 0:
                 return None
+            if self._wall_spent():
+                return None  # no trial starts once the wall-clock budget is spent
             self.tree.record("trial_started", trial_id=record.trial_id, node_id=record.node_id, seed=record.seed)
             # Not journaled: a trial in flight at a stop is dispatched again, with a new token.
             token = self._in_flight[record.trial_id] = new_token()

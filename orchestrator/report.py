@@ -6,7 +6,7 @@ import math
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from scipy import stats as sps
 
@@ -16,7 +16,7 @@ from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.policy import estimate_and_se
 from orchestrator.stats import summarize
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, SearchTree
-from trials.spec import TrialState
+from trials.spec import TrialResult, TrialState
 
 CHART_FILE = "control_chart.svg"
 
@@ -126,10 +126,49 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
         "proposer_switches": tree.switches,
         "elapsed_s": round(tree.elapsed_s(), 1),
         "placement": placement.summary(tree),
+        "search_stopped": search_stopped(config, tree),
         "fingerprints": sorted({
-            r.result.fingerprint.comparability_key() for r in tree.trials.values() if r.result is not None
+            r.result.fingerprint.comparability_key() for r in tree.trials.values() if _measured(r.result)
         }),
     }
+
+
+def _measured(result: TrialResult | None) -> TypeGuard[TrialResult]:
+    """A trial result taken on a worker (a trial the budget stopped has no fingerprint)."""
+    return result is not None and result.state is not TrialState.STOPPED
+
+
+def search_stopped(config: CampaignConfig, tree: SearchTree) -> dict[str, Any] | None:
+    """Why and when the search stopped; when the wall-clock budget was spent, and the trials it
+    stopped (still running budget.grace_s after it)."""
+    event = tree.search_stopped
+    if event is None:
+        return None
+    stopped = [
+        {"trial_id": r.trial_id, "node_id": r.node_id, "started_ts": r.started_ts,
+         "ran_s": round(r.result.duration_s, 1) if r.result is not None else None}
+        for r in tree.trials.values() if r.state is TrialState.STOPPED
+    ]
+    return {
+        "reason": event.get("reason", ""), "ts": event["ts"], "elapsed_s": event.get("elapsed_s"),
+        "max_wall_s": config.budget.max_wall_s, "grace_s": config.budget.grace_s,
+        "wall_spent_at": event.get("wall_spent_at"), "stopped_trials": stopped,
+    }
+
+
+def _search_stopped_lines(data: dict[str, Any]) -> list[str]:
+    stop = data["search_stopped"]
+    if stop is None:
+        return []
+    lines = [f"- Search stopped at {_clock(stop['ts'])} UTC: {stop['reason']}"]
+    if stop["wall_spent_at"] is not None:
+        lines.append(f"- Wall-clock budget of {stop['max_wall_s']:g} s spent at {_clock(stop['wall_spent_at'])} UTC; "
+                     "no trial of the search started after it")
+    if stop["stopped_trials"]:
+        names = ", ".join(f"{t['trial_id']} (ran {t['ran_s']:g} s)" for t in stop["stopped_trials"])
+        lines.append(f"- Stopped by the budget, still running {stop['grace_s']:g} s after it was spent "
+                     f"(STOPPED, not failures): {names}")
+    return lines
 
 
 def _blocks_read(evidence: dict[str, Any]) -> dict[str, Any] | None:
@@ -392,6 +431,7 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
            else "frozen evaluate step"),
         f"- Trials: {_counts(data['counts']['trials'])}; nodes: {_counts(data['counts']['nodes'])}",
         f"- Elapsed: {data['elapsed_s']:.0f} s",
+        *_search_stopped_lines(data),
         "",
     ]
     lines += _suspects_section(data)
@@ -465,7 +505,7 @@ def _comparability_details(tree: SearchTree) -> list[str]:
 
     by_key: dict[str, Fingerprint] = {}
     for record in tree.trials.values():
-        if record.result is not None:
+        if _measured(record.result):
             by_key.setdefault(record.result.fingerprint.comparability_key(), record.result.fingerprint)
     prints = list(by_key.values())
     differing = [f for f in Fingerprint.COMPARED if len({getattr(fp, f) for fp in prints}) > 1]

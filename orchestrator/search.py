@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ class SearchService:
         setup: dict[str, Any] | None = None,
         suggester_factory: AlgorithmFactory | None = None,
         drafts: DraftBackend | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`clock` stamps events and measures the wall-clock budget (a test's may be fake)."""
         self.config = CampaignConfig.model_validate(config)
         assert self.config.campaign_dir is not None
         self.campaign_dir = Path(self.config.campaign_dir)
@@ -60,9 +63,10 @@ class SearchService:
         self.ledger = Ledger(storage, self.campaign_dir / "journal.wal", s3=self.config.s3,
                              warn=self._storage_warnings.append)
         self.repo = CampaignRepo(self.campaign_dir / "repo")
-        self.tree = SearchTree.replay(self.ledger.load_events(), sink=self.ledger.append)
+        self.tree = SearchTree.replay(self.ledger.load_events(), sink=self.ledger.append, clock=clock)
         inbox = [(INBOX_PROPOSER, inbox_path(self.campaign_dir))]
-        proposers = build_proposers(self.config, suggester_factory, drafts, extra_queues=inbox)
+        proposers = build_proposers(self.config, suggester_factory, drafts, extra_queues=inbox,
+                                    campaign_dir=self.campaign_dir)
         workspace = RepoWorkspace(self.repo, self.config)
         self._embedder = self._make_embedder()
         self.engine = SearchEngine(
@@ -77,7 +81,7 @@ class SearchService:
             self.engine.start(setup, setup["snapshot_commit"])
         # Before restore(): the trials it marks lost are this session's events. Were they the last
         # session's, that session would end now, and the time the campaign lay dead would count.
-        self.tree.record("session_started", ts=time.time(), resumed=len(self.tree.sessions) > 0)
+        self.tree.record("session_started", ts=clock(), resumed=len(self.tree.sessions) > 0)
         if resuming:
             self.engine.restore()
         self._flush()
@@ -130,6 +134,16 @@ class SearchService:
         if self.ledger.due():
             self._flush()
         return taken
+
+    def should_stop(self, trial_id: str) -> bool:
+        """Whether the worker running `trial_id` is to stop it: True once the wall-clock budget and
+        its grace ran out with the trial still running (it is then recorded as STOPPED). Workers
+        ask this every few seconds while a trial runs; asking also enforces the budget when no
+        trial reports and none is asked for."""
+        stop = self.engine.should_stop(trial_id)
+        if stop and self.ledger.due():
+            self._flush()
+        return stop
 
     def bundle_bytes(self, bundle_id: str) -> bytes:
         if bundle_id != self.tree.meta.get("bundle_id"):

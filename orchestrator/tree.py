@@ -140,6 +140,7 @@ class SearchTree:
         self.screenings: dict[str, dict[str, Any]] = {}  # node -> its screening evidence, when its test began
         self.blocks: dict[int, dict[str, Any]] = {}  # block -> parent, children, seed, order, requested_seq
         self.drift_events: list[dict[str, Any]] = []
+        self.search_stopped: dict[str, Any] | None = None  # why and when the search stopped (search_stopped)
         # Trials finished so far: the campaign's clock for pairing. Counting finishes, not starts,
         # keeps a crash out of it: a trial cut off and run again after a resume starts at the same
         # count as it would have without the crash (one at a time).
@@ -319,6 +320,9 @@ class SearchTree:
         if "winners" in data:
             self.winners = list(data["winners"])
 
+    def _on_search_stopped(self, data: dict[str, Any]) -> None:
+        self.search_stopped = {**data, "ts": self._applying_ts}
+
     def _on_campaign_finished(self, data: dict[str, Any]) -> None:
         self.phase = Phase.DONE
         self.finished_reason = data["reason"]
@@ -440,12 +444,25 @@ class SearchTree:
         and never past the next session's start: the time between a driver's death and the
         resume that follows is charged to no session, however long it was.
         """
+        return sum(end - start for start, end in self._session_spans(now))
+
+    def moment_at(self, elapsed_s: float, now: float | None = None) -> float | None:
+        """The time (on the campaign's clock) at which elapsed_s() reached `elapsed_s`; None if it has not."""
         total = 0.0
+        for start, end in self._session_spans(now):
+            if total + (end - start) >= elapsed_s:
+                return start + (elapsed_s - total)
+            total += end - start
+        return None
+
+    def _session_spans(self, now: float | None) -> list[tuple[float, float]]:
+        """Each session's start and end, as elapsed_s() charges them."""
+        spans = []
         for i, session in enumerate(self.sessions):
             start = float(session["ts"])
             if i + 1 < len(self.sessions):
                 end = min(float(session.get("last_ts", start)), float(self.sessions[i + 1]["ts"]))
             else:
                 end = float(now if now is not None else session.get("last_ts", start))
-            total += max(0.0, end - start)
-        return total
+            spans.append((start, max(start, end)))
+        return spans

@@ -144,7 +144,7 @@ def test_a_prepared_folder_that_never_started_is_replaced_by_run(tmp_path: Path)
     done = _arborist("run", str(path), "--quiet")
     assert done.returncode == 0, done.stderr[-3000:]
     assert (f"{campaign} held a start that failed before its first event (nothing ran): removed "
-            "campaign.json, config.yaml, repo, bundles, setup.json and starting fresh") in done.stderr
+            "campaign.json, config.yaml, inputs, repo, bundles, setup.json and starting fresh") in done.stderr
     assert (campaign / "notes.txt").read_text() == "the user's own file"  # not part of the layout: kept
     _assert_one_clean_campaign(campaign)
     again = _arborist("run", str(path))

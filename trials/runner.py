@@ -45,24 +45,28 @@ from trials.worktree import Worktree, ensure_cached_repo, materialize
 SETUP_MIN_BUDGET_S = 600.0  # installs are slow; the setup step is not held to the train budget
 _METRICS_OUTPUT_BYTES = 16 << 20  # regex metrics are read from the end of a step's output
 TRAIN_TIME_METRIC = "train_time_s"  # measured by arborist, so a change cannot fake it
+_STOPPED_WHY = "its wall-clock budget ran out (budget.max_wall_s and budget.grace_s); not a failure of the change"
 
 
 def run_trial(
     spec: TrialSpec,
     fetch_bundle: Callable[[str], bytes],
     on_report: Callable[[dict[str, Any]], None] | None = None,
+    stop: threading.Event | None = None,
     placement: Placement | None = None,
 ) -> TrialResult:
     """Run one trial of `spec` on this machine and say how it went.
 
     fetch_bundle(bundle_id) returns the campaign bundle's bytes (called once per machine).
     on_report receives each `ARBORIST_REPORT` object of the train step as it is printed; it
-    may raise TrialPruned to stop the trial early (the result is then PRUNED).
-    placement is what a cluster knows of where the trial runs (its node id, IP and accelerator
-    type); the result's placement adds this machine's hostname and the trial's GPU ids to it.
+    may raise TrialPruned to stop the trial early (the result is then PRUNED). Setting `stop`
+    is the campaign stopping the trial (its wall-clock budget ran out): the running step's
+    processes are stopped and the result is STOPPED. `placement` is what a cluster knows of
+    where the trial runs (its node id, IP and accelerator type); the result's placement adds
+    this machine's hostname and the trial's GPU ids to it.
     """
     started_at = time.time()
-    trial = _Trial(spec, fetch_bundle, on_report)
+    trial = _Trial(spec, fetch_bundle, on_report, stop)
     try:
         ending = trial.run()
     except _End as end:
@@ -138,10 +142,13 @@ class _Trial:
         spec: TrialSpec,
         fetch_bundle: Callable[[str], bytes],
         on_report: Callable[[dict[str, Any]], None] | None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.spec = spec
         self.fetch_bundle = fetch_bundle
         self.on_report = on_report
+        self.stop = stop  # the campaign's request to stop (see run_trial)
+        self.pruned = False  # on_report asked to stop: a scheduler's early stop, not the campaign's
         self.paths: TrialPaths | None = None
         self.worktree: Worktree | None = None
         self.fingerprint: Fingerprint | None = None
@@ -154,6 +161,7 @@ class _Trial:
             self.containment = containment(spec.sandbox.mode)
         except SandboxUnavailable as exc:
             raise _End(TrialState.FAIL, FailureStage.SETUP, str(exc)) from exc
+        self._stop_if_asked("before it started")
         paths = self._prepare()
         try:
             self.worktree = self._materialize(paths)
@@ -239,9 +247,14 @@ class _Trial:
                 outcome.output_tail,
             )
 
+    def _stop_if_asked(self, when: str) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise _End(TrialState.STOPPED, None, f"stopped by the campaign {when}: {_STOPPED_WHY}")
+
     def _train(self, paths: TrialPaths) -> CommandOutcome:
         budget = self.spec.entrypoint.budget_s
-        stop = threading.Event()
+        # One event stops the step: the campaign's, which a scheduler's early stop also sets.
+        stop = self.stop if self.stop is not None else threading.Event()
 
         def on_line(line: str) -> None:
             report = parse_report_line(line)
@@ -253,6 +266,7 @@ class _Trial:
             try:
                 self.on_report(report)
             except TrialPruned:
+                self.pruned = True
                 stop.set()
             # Anything else a callback raises (including Ray's own SystemExit) ends the trial
             # through run_command, which stops the process group first.
@@ -351,6 +365,7 @@ class _Trial:
         stop: threading.Event | None = None,
     ) -> CommandOutcome:
         spec = self.spec
+        self._stop_if_asked(f"before its {step} step")
         room = self._room(paths, step)
         try:
             argv = render_command(template, spec.params, spec.seed, command_fields(spec, paths, step))
@@ -366,13 +381,16 @@ class _Trial:
                 log_path=paths.log(step),
                 on_line=on_line,
                 tail_lines=spec.log_tail_lines,
-                stop=stop,
+                stop=stop if stop is not None else self.stop,
                 limits=spec.limits,
                 output_dir=None if step == "evaluate" else paths.output,
                 contained=self.containment == BWRAP,
             )
         except (TemplateError, CommandError) as exc:
             raise _End(TrialState.FAIL, FailureStage.SETUP, f"the {step} command could not be started: {exc}") from exc
+        if outcome.stopped and not self.pruned and self.stop is not None and self.stop.is_set():
+            raise _End(TrialState.STOPPED, None, f"stopped by the campaign during its {step} step: {_STOPPED_WHY}",
+                       outcome.output_tail)
         if outcome.limit:
             raise _End(TrialState.FAIL, FailureStage.LIMITS, f"{step} step went past a limit: {outcome.limit}",
                        outcome.output_tail)

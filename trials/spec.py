@@ -23,6 +23,9 @@ class TrialState(StrEnum):
     FAIL = "FAIL"  # see FailureStage
     TIMEOUT = "TIMEOUT"  # ran past its wall-clock budget
     INVALID = "INVALID"  # protected (evaluation) files changed around the trial
+    # Stopped by the campaign, not by anything the trial did: still running `budget.grace_s` after
+    # the campaign's wall-clock budget was spent. Not a failure of its change.
+    STOPPED = "STOPPED"
 
     def is_finished(self) -> bool:
         return self not in (TrialState.PENDING, TrialState.RUNNING)

@@ -3,10 +3,18 @@
 The file is re-read on every request, so items appended while a campaign runs are picked up.
 Each item: id, aspect, hypothesis, and either diff (inline), diff_file, or params (a delta);
 optionally a claim (knob, from, to, direction, scope) saying what it changes.
+
+A campaign keeps a copy of each hypotheses file in its folder (`inputs/<proposer>.yaml`), with
+the diff files its items name written in, so that a resume does not depend on files that may be
+gone by then (a cluster job's working directory is made anew for every submission). The file
+at its own path is read whenever it exists, since a person may keep editing it, and the copy
+is brought up to date from it; only when the file is gone is the copy read, and the journal
+says so.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +22,11 @@ import yaml
 
 from orchestrator.admission import delta_problem
 from orchestrator.change import Change, read_claim
-from orchestrator.proposers.base import NOTHING, Answer, Outcome, ProposalContext, Proposer
+from orchestrator.proposers.base import NOTHING, Answer, Outcome, ProposalContext, Proposer, ProposerEvent
 from orchestrator.yamlfile import YamlFileError, load_yaml
 
 REQUIRED = ("id", "hypothesis")
+INPUTS_DIR = "inputs"  # in the campaign folder: the copies of the hypotheses files
 
 
 class QueueFileError(ValueError):
@@ -91,24 +100,95 @@ def item_to_change(item: dict[str, Any], proposer: str, parent_params: dict[str,
     )
 
 
+def copy_path(campaign_dir: Path, proposer: str) -> Path:
+    """Where a campaign keeps its copy of a queue proposer's hypotheses file."""
+    return campaign_dir / INPUTS_DIR / f"{proposer}.yaml"
+
+
+def copy_text(source: Path, items: list[dict[str, Any]]) -> str:
+    """A hypotheses file holding `items` (as load_queue read them from `source`) with no file
+    of its own to refer to: each diff_file's content is written in as the item's diff."""
+    rows = [{key: value for key, value in item.items() if key != "diff_file"} for item in items]
+    header = f"# arborist's copy of {source} as last read, diff files written in; read only when that file is gone\n"
+    return header + yaml.safe_dump(rows, sort_keys=False, allow_unicode=True, width=1 << 30)
+
+
+def write_copy(copy: Path, text: str) -> None:
+    """Replace the copy in one step: a resume after a crash finds the old copy or the new one."""
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    staged = copy.with_name(f".{copy.name}.tmp")
+    with open(staged, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(staged, copy)
+
+
 class QueueProposer(Proposer):
     """Never FINISHED: a person may append items while the campaign runs. With nothing left now
-    it answers NOTHING, so the search does not wait for a person: the other proposers carry on."""
+    it answers NOTHING, so the search does not wait for a person: the other proposers carry on.
 
-    def __init__(self, paths: list[Path], name: str = "queue") -> None:
+    `copies`, one per path (None: no copy, as for the inbox, which lives in the campaign folder),
+    are the campaign folder's copies of the files: kept up to date from each file as it is read,
+    and read in its place once it is gone."""
+
+    def __init__(self, paths: list[Path], name: str = "queue", copies: list[Path | None] | None = None) -> None:
         self.name = name
         self._paths = paths
+        self._copies = list(copies) if copies is not None else [None] * len(paths)
+        if len(self._copies) != len(paths):
+            raise ValueError("a queue proposer needs one copy (or None) per hypotheses file")
         self._consumed: set[str] = set()
+        self._written: dict[Path, str] = {}  # copy -> the text it holds
+        self._trouble: dict[Path, str] = {}  # copy -> why it could not be written, as journaled
+        self._gone: set[Path] = set()  # files found gone: journaled once, until they come back
+        self._events: list[ProposerEvent] = []
 
     def propose(self, context: ProposalContext) -> Answer:
-        for path in self._paths:
-            if not path.exists():
-                continue
-            for item in load_queue(path):
+        for path, copy in zip(self._paths, self._copies, strict=True):
+            for item in self._read(path, copy):
                 if str(item["id"]) not in self._consumed:
                     self._consumed.add(str(item["id"]))
                     return item_to_change(item, self.name, context.parent_params)
         return NOTHING
+
+    def _read(self, path: Path, copy: Path | None) -> list[dict[str, Any]]:
+        """The file's items, or its copy's when the file is gone ([] when neither is there)."""
+        if path.exists():
+            items = load_queue(path)
+            self._gone.discard(path)
+            if copy is not None:
+                self._keep(path, copy, copy_text(path, items))
+            return items
+        if copy is None:
+            return []  # the inbox before the first inject
+        if path not in self._gone:
+            self._gone.add(path)
+            what = (f": reading the campaign's copy {copy}, which holds the file as it was last read"
+                    if copy.exists() else " and the campaign holds no copy of it: its items are not proposed")
+            self._events.append(("note", {"message": f"hypotheses file {path} is gone{what}"}))
+        return load_queue(copy) if copy.exists() else []
+
+    def _keep(self, path: Path, copy: Path, text: str) -> None:
+        """Bring the copy up to date; a copy that cannot be written costs a note, not the items."""
+        try:
+            if copy not in self._written:
+                self._written[copy] = copy.read_text(encoding="utf-8") if copy.exists() else ""
+            if self._written[copy] != text:
+                write_copy(copy, text)
+                self._written[copy] = text
+        except OSError as exc:
+            message = (f"could not update {copy}, the campaign's copy of {path} ({exc.strerror or exc}): "
+                       "were that file gone, a resume would read an older copy")
+            if self._trouble.get(copy) != message:  # once, not at every expansion
+                self._trouble[copy] = message
+                self._events.append(("note", {"message": message}))
+        else:
+            self._trouble.pop(copy, None)
+
+    def drain_events(self) -> list[ProposerEvent]:
+        events, self._events = self._events, []
+        return events
 
     def observe(self, change: Change, outcome: Outcome) -> None:
         """A person reads the results in the report; the queue itself does not adapt."""

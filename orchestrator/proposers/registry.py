@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.config import CampaignConfig, ProposerConfig
@@ -27,7 +28,7 @@ from orchestrator.proposers.params import (
     Suggester,
     ValueSource,
 )
-from orchestrator.proposers.queue import QueueProposer
+from orchestrator.proposers.queue import QueueProposer, copy_path
 from orchestrator.proposers.ready import DraftBackend, ReadyProposer
 
 # (algorithm, param, param spec, seed) -> a search algorithm over that one parameter.
@@ -43,6 +44,7 @@ class Parts:
     config: CampaignConfig
     suggester_factory: AlgorithmFactory | None = None  # Ray Tune search algorithms (the campaign's)
     drafts: DraftBackend | None = None  # the drafting service, for LLM types
+    campaign_dir: Path | None = None  # where the campaign keeps copies of its inputs (None: no campaign)
 
 
 Builder = Callable[[Parts], Proposer]
@@ -99,11 +101,13 @@ def build_proposers(
     suggester_factory: AlgorithmFactory | None,
     drafts: DraftBackend | None = None,
     extra_queues: list[tuple[str, Any]] | None = None,
+    campaign_dir: Path | None = None,
 ) -> list[Proposer]:
-    """The proposers in priority order; `extra_queues` (name, path) come first (the inbox)."""
+    """The proposers in priority order; `extra_queues` (name, path) come first (the inbox).
+    With `campaign_dir`, queue proposers keep their copies there (orchestrator/proposers/queue.py)."""
     proposers: list[Proposer] = [QueueProposer([path], name=name) for name, path in extra_queues or []]
     for name, spec in proposer_names(config):
-        proposers.append(build(Parts(name, spec, config, suggester_factory, drafts)))
+        proposers.append(build(Parts(name, spec, config, suggester_factory, drafts, campaign_dir)))
     return proposers
 
 
@@ -122,7 +126,8 @@ def build(parts: Parts) -> Proposer:
 @register("queue")
 def _queue(parts: Parts) -> Proposer:
     assert parts.spec.path is not None  # the config insists on it
-    return QueueProposer([parts.spec.path], name=parts.name)
+    copy = copy_path(parts.campaign_dir, parts.name) if parts.campaign_dir is not None else None
+    return QueueProposer([parts.spec.path], name=parts.name, copies=[copy])
 
 
 def _params(parts: Parts, source: ValueSource) -> ParamsProposer:
