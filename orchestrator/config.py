@@ -19,6 +19,7 @@ from trials.entrypoint import COMMAND_FIELDS
 from trials.errors import ProjectError
 from trials.patch import matches_entry
 from trials.protect import entry_problem, find_definition, is_definition, split_entry
+from trials.spec import KEEP_COMPLETE_TRIALS, KEEP_FAILED_TRIALS
 from trials.worktree import project_files
 
 BUILTIN_METRICS = ("train_time_s",)  # measured by arborist around the train step
@@ -335,6 +336,12 @@ class RayConfig(_Model):
     cpus_per_trial: float = Field(default=1.0, ge=0)
     gpus_per_trial: float = Field(default=0.0, ge=0)
     scratch_dir: Path | None = None
+    keep_complete_trials: int = Field(
+        default=KEEP_COMPLETE_TRIALS, ge=0, description="folders of ended complete trials each worker keeps"
+    )
+    keep_failed_trials: int = Field(
+        default=KEEP_FAILED_TRIALS, ge=0, description="folders of ended trials that did not complete each worker keeps"
+    )
 
 
 class DataConfig(_Model):

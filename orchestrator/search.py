@@ -32,6 +32,7 @@ from trials.spec import (
     EntrypointSpec,
     LimitsSpec,
     MetricSpec,
+    RetentionSpec,
     SandboxSpec,
     TrialSpec,
 )
@@ -197,6 +198,9 @@ class SearchService:
             limits=LimitsSpec(
                 memory_mb=config.limits.memory_mb, max_cpu_s=config.limits.max_cpu_s,
                 max_log_mb=config.limits.max_log_mb, max_output_mb=config.limits.max_output_mb,
+            ),
+            retention=RetentionSpec(
+                keep_complete=config.ray.keep_complete_trials, keep_failed=config.ray.keep_failed_trials,
             ),
         )
 

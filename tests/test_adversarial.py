@@ -170,6 +170,8 @@ def hostile_items(places: dict[str, Path], tokens: dict[str, str]) -> dict[str, 
         "unknown-aspect": ("vibes", hostile.new_file("extra2.py"), Rejected("aspect 'vibes' is not one of")),
         "does-not-apply": ("architecture", hostile.NOT_APPLYING, Rejected("apply")),
         "repeats-a-tried-change": ("loss", hostile.shadow_module_diff(), Rejected("duplicate of")),
+        # Last: an accepted case earlier would shift when the run of rejected ones above comes.
+        "poisons-the-shared-bytecode": ("other", hostile.poison_shared_bytecode(), genuine),
     }
 
 

@@ -134,6 +134,8 @@ def build_env(
             # Bytecode goes to a per-step cache in the trial folder, and Python then reads no
             # __pycache__ from the worktree: importing the evaluator leaves protected folders
             # untouched, and the train step cannot plant compiled code for the evaluate step.
+            # Under the sandbox that cache links to the machine's read-only cache of the
+            # installation's bytecode (trials.bytecode).
             "PYTHONPYCACHEPREFIX": str(paths.pycache / step),
         }
     )

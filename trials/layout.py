@@ -66,8 +66,16 @@ class TrialPaths:
     def metrics_file(self) -> Path:
         return self.metrics_dir / "metrics.json"
 
+    @property
+    def finished_file(self) -> Path:
+        return self.root / "finished.json"  # how the trial ended; written when it ends
+
     def log(self, step: str) -> Path:
         return self.root / f"{step}.log"
+
+    def scratch_parts(self) -> list[Path]:
+        """What goes when the trial ends: all but its logs, params, metrics and output."""
+        return [self.worktree, self.pycache, self.home, self.tmp, self.evaluate_home, self.room]
 
     def prepare(self) -> None:
         """Start from an empty trial folder, also when an earlier attempt left one behind."""

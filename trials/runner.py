@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from trials import bytecode, retention
 from trials.entrypoint import (
     Step,
     build_env,
@@ -46,6 +48,7 @@ SETUP_MIN_BUDGET_S = 600.0  # installs are slow; the setup step is not held to t
 _METRICS_OUTPUT_BYTES = 16 << 20  # regex metrics are read from the end of a step's output
 TRAIN_TIME_METRIC = "train_time_s"  # measured by arborist, so a change cannot fake it
 _STOPPED_WHY = "its wall-clock budget ran out (budget.max_wall_s and budget.grace_s); not a failure of the change"
+_log = logging.getLogger(__name__)
 
 
 def run_trial(
@@ -67,6 +70,7 @@ def run_trial(
     """
     started_at = time.time()
     trial = _Trial(spec, fetch_bundle, on_report, stop)
+    ending: _Ending | None = None
     try:
         ending = trial.run()
     except _End as end:
@@ -81,6 +85,9 @@ def run_trial(
         )
     finally:
         trial.remove_worktree()
+        # Without an ending (the worker is being stopped) the folder keeps no record, and the
+        # next trial on this machine cleans it up as lost.
+        trial.close(ending.state if ending is not None else None)
     fingerprint = trial.fingerprint or _best_effort_fingerprint(spec, trial.paths)
     return TrialResult(
         trial_id=spec.trial_id,
@@ -154,6 +161,7 @@ class _Trial:
         self.fingerprint: Fingerprint | None = None
         self.reports: list[dict[str, Any]] = []
         self.containment = ""
+        self.lock: retention.TrialLock | None = None
 
     def run(self) -> _Ending:
         spec = self.spec
@@ -190,11 +198,35 @@ class _Trial:
             with contextlib.suppress(Exception):
                 self.worktree.remove()
 
+    def close(self, state: TrialState | None) -> None:
+        """Strip the trial folder to its record, let go of it, and apply the retention rule."""
+        if self.lock is None:
+            return  # the folder was never this trial's to touch
+        try:
+            if self.paths is not None and state is not None:
+                retention.finish(self.paths, state.value, time.time())
+        except OSError as exc:
+            _log.warning("could not clean up trial folder %s: %s", self.paths.root if self.paths else "", exc)
+        finally:
+            self.lock.release()
+            self.lock = None
+        self._prune()
+
+    def _prune(self) -> None:
+        # Keeping the scratch folder bounded is never a reason to lose a trial.
+        try:
+            retention.prune(Path(self.spec.scratch_dir), self.spec.retention)
+        except Exception as exc:
+            _log.warning("could not prune the trial folders of %s: %s", self.spec.scratch_dir, exc)
+
     # -- steps ------------------------------------------------------------------------------
 
     def _prepare(self) -> TrialPaths:
         try:
             paths = TrialPaths.for_trial(Path(self.spec.scratch_dir), self.spec.trial_id)
+            # Held until the trial ends: pruning by other trials on this machine skips its folder.
+            self.lock = retention.TrialLock(Path(self.spec.scratch_dir), self.spec.trial_id)
+            self._prune()
             self.paths = paths
             paths.prepare()
             _write_params(paths, self.spec.params)
@@ -298,8 +330,8 @@ class _Trial:
     def _evaluate(self, paths: TrialPaths, template: str) -> CommandOutcome:
         budget = self.spec.entrypoint.evaluate_budget_s
         # Nothing the train step left may reach the evaluator: a planted metrics file, edited
-        # params, compiled code in the evaluate step's bytecode cache, modules in the worktree.
-        for folder in (paths.metrics_dir, paths.pycache / "evaluate", paths.evaluate_home, paths.room):
+        # params, modules in the worktree. (Its bytecode cache is made afresh by _room.)
+        for folder in (paths.metrics_dir, paths.evaluate_home, paths.room):
             rmtree_force(folder)
             folder.mkdir(parents=True)
         _write_params(paths, self.spec.params)
@@ -388,6 +420,7 @@ class _Trial:
             )
         except (TemplateError, CommandError) as exc:
             raise _End(TrialState.FAIL, FailureStage.SETUP, f"the {step} command could not be started: {exc}") from exc
+        self._learn_bytecode(paths, step)  # also after a failed step: what it imported was imported
         if outcome.stopped and not self.pruned and self.stop is not None and self.stop.is_set():
             raise _End(TrialState.STOPPED, None, f"stopped by the campaign during its {step} step: {_STOPPED_WHY}",
                        outcome.output_tail)
@@ -396,12 +429,32 @@ class _Trial:
                        outcome.output_tail)
         return outcome
 
+    def _shared_bytecode(self) -> Path | None:
+        """The machine's bytecode cache of the installation; None where steps must not share one.
+
+        Unsandboxed, a step could write into the shared cache and so plant compiled code for
+        every later step on the machine, evaluators included: each step then compiles into its
+        own cache alone, as it always did.
+        """
+        return bytecode.shared_cache(Path(self.spec.scratch_dir)) if self.containment == BWRAP else None
+
+    def _learn_bytecode(self, paths: TrialPaths, step: Step) -> None:
+        shared = self._shared_bytecode()
+        if shared is None:
+            return
+        try:
+            bytecode.learn(paths.pycache / step, shared, exclude=[Path(self.spec.scratch_dir)])
+        except Exception as exc:  # a slower next trial, never a lost one
+            _log.warning("could not add the %s step's installed modules to %s: %s", step, shared, exc)
+
     def _room(self, paths: TrialPaths, step: Step) -> Room:
         """What the step sees under the sandbox (its cwd also without one)."""
         sandbox = self.spec.sandbox
         pycache = paths.pycache / step
-        pycache.mkdir(parents=True, exist_ok=True)
-        inputs = existing([*sandbox.read_only, paths.params_file])
+        # A fresh cache per step: the evaluate step gets none of the train step's bytecode.
+        shared = self._shared_bytecode()
+        bytecode.furnish(pycache, shared)
+        inputs = existing([*sandbox.read_only, paths.params_file, *([shared] if shared is not None else [])])
         if step == "evaluate":
             heldout = existing(p for p in self.spec.protected if os.path.isabs(p))
             return Room(

@@ -87,6 +87,18 @@ class LimitsSpec:
     max_output_mb: float = 10240.0  # size of the trial's output dir
 
 
+KEEP_COMPLETE_TRIALS = 2
+KEEP_FAILED_TRIALS = 8
+
+
+@dataclass(frozen=True)
+class RetentionSpec:
+    """Trial folders each worker keeps once their trials ended (see trials.retention)."""
+
+    keep_complete: int = KEEP_COMPLETE_TRIALS  # the newest complete ones
+    keep_failed: int = KEEP_FAILED_TRIALS  # the newest others: failed, timed out, invalid, pruned, lost
+
+
 @dataclass(frozen=True)
 class TrialSpec:
     trial_id: str
@@ -107,6 +119,7 @@ class TrialSpec:
     log_tail_lines: int = 40
     sandbox: SandboxSpec = field(default_factory=SandboxSpec)
     limits: LimitsSpec = field(default_factory=LimitsSpec)
+    retention: RetentionSpec = field(default_factory=RetentionSpec)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +132,7 @@ class TrialSpec:
         data["metrics"] = [MetricSpec(**m) for m in data["metrics"]]
         data["sandbox"] = SandboxSpec(**data.get("sandbox", {}))
         data["limits"] = LimitsSpec(**data.get("limits", {}))
+        data["retention"] = RetentionSpec(**data.get("retention", {}))
         return cls(**data)
 
 

@@ -74,8 +74,11 @@ EVALUATE_PY = textwrap.dedent(
     with open(os.path.join(out, "model.json")) as f:
         model = json.load(f)
     if os.environ.get("DUMP_ENV"):  # next to the metrics: the output dir is read-only here
-        with open(os.path.join(os.path.dirname(os.environ["ARBORIST_METRICS_FILE"]), "evaluate_env.json"), "w") as f:
+        dump = os.path.dirname(os.environ["ARBORIST_METRICS_FILE"])
+        with open(os.path.join(dump, "evaluate_env.json"), "w") as f:
             json.dump(dict(os.environ), f)
+        with open(os.path.join(dump, "evaluate_cwd.json"), "w") as f:  # the room goes with the trial
+            json.dump(sorted(os.path.relpath(os.path.join(d, n)) for d, ds, fs in os.walk(".") for n in ds + fs), f)
     if model["write_metrics"]:
         with open(os.environ["ARBORIST_METRICS_FILE"], "w") as f:
             json.dump({"accuracy": model["score"]}, f)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -124,11 +125,16 @@ def test_a_train_step_that_rewrites_the_evaluator_is_invalid(campaign: Campaign)
 
 def test_importing_a_protected_package_is_not_tampering(campaign: Campaign) -> None:
     # Both steps import evallib (protected); its bytecode must not land in the worktree.
-    spec = campaign.spec()
+    spec = campaign.spec(env={"PYTHONVERBOSE": "1"})  # Python logs each bytecode file it writes
     result = run(campaign, spec)
     assert result.state is TrialState.COMPLETE, result.message
-    cached = {p.parent.name for p in (trial_dir(spec) / "pycache").rglob("metric*.pyc")}
-    assert cached == {"evallib"}  # compiled into the trial's own cache, once per step
+    for step in ("train", "evaluate"):
+        log = (trial_dir(spec) / f"{step}.log").read_text()
+        written = re.findall(r"^# created '(\S+/metric\.\S+\.pyc)'$", log, re.M)
+        # Compiled into the step's own cache, once per step...
+        assert [Path(w).parent.name for w in written] == ["evallib"], step
+        assert Path(written[0]).is_relative_to(trial_dir(spec) / "pycache" / step)
+    assert not (trial_dir(spec) / "pycache").exists()  # ...which goes with the trial
 
 
 def test_a_chain_that_edits_a_protected_file_is_invalid_before_it_runs(campaign: Campaign) -> None:

@@ -68,9 +68,10 @@ def test_evaluate_runs_in_a_clean_checkout_of_the_protected_paths(campaign: Camp
     assert result.state is TrialState.COMPLETE, result.message
     assert result.metrics["accuracy"] == pytest.approx(0.61)
     room = folder(spec) / "room"
-    assert sorted(p.relative_to(room).as_posix() for p in room.rglob("*")) == [
+    assert json.loads((folder(spec) / "metrics" / "evaluate_cwd.json").read_text()) == [
         "evallib", "evallib/__init__.py", "evallib/metric.py", "evaluate.py"
     ]
+    assert not room.exists()  # a copy of the protected files, removed with the trial
     env = json.loads((folder(spec) / "metrics" / "evaluate_env.json").read_text())
     assert env["PYTHONSAFEPATH"] == "1" and env["PYTHONNOUSERSITE"] == "1" and env["PYTHONPATH"] == str(room)
 
