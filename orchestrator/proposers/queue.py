@@ -142,6 +142,7 @@ class QueueProposer(Proposer):
         self._written: dict[Path, str] = {}  # copy -> the text it holds
         self._trouble: dict[Path, str] = {}  # copy -> why it could not be written, as journaled
         self._gone: set[Path] = set()  # files found gone: journaled once, until they come back
+        self._read_at: dict[Path, tuple[tuple[int, int], list[dict[str, Any]]]] = {}  # (mtime, size), items
         self._events: list[ProposerEvent] = []
 
     def propose(self, context: ProposalContext) -> Answer:
@@ -154,12 +155,24 @@ class QueueProposer(Proposer):
 
     def _read(self, path: Path, copy: Path | None) -> list[dict[str, Any]]:
         """The file's items, or its copy's when the file is gone ([] when neither is there)."""
-        if path.exists():
+        try:
+            stat = path.stat()
+        except OSError:
+            stat = None
+        if stat is not None:
+            # Read (and copied) again only when the file changed: a file of large diffs is
+            # parsed once, not at every expansion.
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            cached = self._read_at.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
             items = load_queue(path)
             self._gone.discard(path)
             if copy is not None:
                 self._keep(path, copy, copy_text(path, items))
+            self._read_at[path] = (stamp, items)
             return items
+        self._read_at.pop(path, None)
         if copy is None:
             return []  # the inbox before the first inject
         if path not in self._gone:
