@@ -3,7 +3,6 @@ complete() wants the token that only the driver's Tune bridge holds."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from orchestrator import campaign
 from orchestrator.config import load_config
 from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.tree import Event, trial_id_for
+from tests.background import CampaignThread
 from tests.toy import NO_WALL_LIMIT_S, gate_at, gated, write_config
 from tests.waiting import wait_for
 from trials.spec import TrialResult, TrialState
@@ -39,23 +39,15 @@ def test_a_forged_complete_on_the_live_tree_actor_is_refused(tmp_path: Path) -> 
     setup = campaign.prepare(config, None)
     campaign_dir = Path(config.campaign_dir or "")
     fs, root = open_filesystem(str(campaign_dir / "ledger"))
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["summary"] = campaign.run(config, setup=setup)
-        except Exception as exc:  # reported below
-            outcome["error"] = exc
 
     def journal() -> list[Event]:
         return load_events(fs, root, campaign_dir / "journal.wal")
 
-    thread = threading.Thread(target=run)
-    thread.start()
+    running_campaign = CampaignThread(config, setup=setup)
     try:
         started = wait_for(
             lambda: [e.data for e in journal() if e.type == "trial_started"], "a trial handed to Tune",
-            seen=lambda: outcome, alive=thread.is_alive,
+            seen=lambda: running_campaign.outcome, alive=running_campaign.is_alive,
         )
         seeds = next(e.data["seeds"] for e in journal() if e.type == "seeds_requested" and e.data["node_id"] == "n0")
         running = started[0]
@@ -65,10 +57,7 @@ def test_a_forged_complete_on_the_live_tree_actor_is_refused(tmp_path: Path) -> 
         assert taken == [False, False]
     finally:
         gate.touch()
-        thread.join(timeout=600)
-    assert not thread.is_alive()
-    assert "error" not in outcome, outcome.get("error")
-    assert outcome["summary"]["phase"] == "done"
+    assert running_campaign.summary()["phase"] == "done"
     events = journal()
     notes = [e.data["message"] for e in events if e.type == "note"]
     for trial_id, _ in targets:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import ray
 from orchestrator import campaign, report
 from orchestrator.config import load_config
 from orchestrator.ledger import load_events, open_filesystem
+from tests.background import CampaignThread
 from tests.toy import NO_WALL_LIMIT_S, gate_at, gated, write_config
 from tests.waiting import wait_for
 
@@ -59,29 +59,20 @@ def test_a_trial_whose_worker_dies_is_lost_on_its_node_and_runs_again(tmp_path: 
     setup = campaign.prepare(config, None)
     campaign_dir = Path(config.campaign_dir or "")
     fs, root = open_filesystem(str(campaign_dir / "ledger"))
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["summary"] = campaign.run(config, setup=setup)
-        except Exception as exc:  # reported below
-            outcome["error"] = exc
 
     def lost() -> list[dict[str, Any]]:
         return [e.data for e in load_events(fs, root, campaign_dir / "journal.wal") if e.type == "trial_lost"]
 
-    thread = threading.Thread(target=run)
-    thread.start()
+    running = CampaignThread(config, setup=setup)
     try:
-        worker = wait_for(lambda: _trial_worker(gate) or 0, "a trial waiting at the gate", seen=lambda: outcome,
-                          alive=thread.is_alive)
+        worker = wait_for(lambda: _trial_worker(gate) or 0, "a trial waiting at the gate",
+                          seen=lambda: running.outcome, alive=running.is_alive)
         os.kill(worker, signal.SIGKILL)
-        (event,) = wait_for(lost, "the killed trial recorded lost", seen=lambda: outcome, alive=thread.is_alive)
+        (event,) = wait_for(lost, "the killed trial recorded lost", seen=lambda: running.outcome,
+                            alive=running.is_alive)
     finally:
         gate.touch()
-        thread.join(timeout=600)
-    assert not thread.is_alive()
-    assert "error" not in outcome, outcome.get("error")
+    running.summary()
     (node,) = [n for n in ray.nodes() if n["Alive"]]
     assert event["reason"] == "worker lost"
     assert event["placement"]["ray_node_id"] == node["NodeID"]

@@ -3,7 +3,6 @@ and the campaign goes on with every trial recorded once."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from cluster.actors import NAMESPACE
 from orchestrator import campaign, report
 from orchestrator.config import load_config
 from orchestrator.ledger import load_events, open_filesystem
+from tests.background import CampaignThread
 from tests.toy import NO_WALL_LIMIT_S, write_config
 from tests.waiting import wait_for
 
@@ -24,26 +24,14 @@ def test_a_killed_tree_actor_is_restarted_and_the_campaign_goes_on(tmp_path: Pat
     config = load_config(write_config(tmp_path, budget={"max_trials": 40, "max_wall_s": NO_WALL_LIMIT_S}))
     setup = campaign.prepare(config, None)
     ticks: list[dict[str, Any]] = []
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["summary"] = campaign.run(config, setup=setup, on_progress=ticks.append, progress_every_s=0.3)
-        except Exception as exc:  # reported below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    running = CampaignThread(config, setup=setup, on_progress=ticks.append, progress_every_s=0.3)
     wait_for(
         lambda: ticks and ticks[-1]["trials_spent"] >= 10, "10 trials spent by the campaign",
-        seen=lambda: ticks[-1] if ticks else outcome, alive=thread.is_alive,
+        seen=lambda: ticks[-1] if ticks else running.outcome, alive=running.is_alive,
     )
     actor = ray.get_actor(campaign.actor_name(config), namespace=NAMESPACE)
     ray.kill(actor, no_restart=False)  # a crash: Ray restarts it (max_restarts)
-    thread.join(timeout=600)
-    assert not thread.is_alive()
-    assert "error" not in outcome, outcome.get("error")
-    assert outcome["summary"]["phase"] == "done"
+    assert running.summary()["phase"] == "done"
     fs, root = open_filesystem(str(Path(config.campaign_dir or "") / "ledger"))
     events = load_events(fs, root, Path(config.campaign_dir or "") / "journal.wal")
     assert sum(1 for e in events if e.type == "session_started") >= 2  # the restarted actor's own session

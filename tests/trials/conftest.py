@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import shlex
 import subprocess
@@ -15,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from trials.spec import CodeChange, EntrypointSpec, MetricSpec, TrialSpec
+from trials.runner import run_trial
+from trials.spec import CodeChange, EntrypointSpec, MetricSpec, TrialResult, TrialSpec
 from trials.worktree import CampaignRepo, snapshot_project
 
 PY = shlex.quote(sys.executable)
@@ -302,6 +304,18 @@ class Campaign:
         )
         entry_changes = {k: changes.pop(k) for k in list(changes) if hasattr(entrypoint, k)}
         return replace(spec, entrypoint=replace(entrypoint, **entry_changes), **changes)
+
+
+def run(campaign: Campaign, spec: TrialSpec) -> TrialResult:
+    """Run one trial; its result survives a JSON round trip (as it does on its way to the tree)."""
+    result = run_trial(spec, campaign.fetch)
+    assert TrialResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    return result
+
+
+def folder(spec: TrialSpec) -> Path:
+    """Where a trial's folder is in its scratch directory."""
+    return Path(spec.scratch_dir) / "trials" / spec.trial_id
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ from orchestrator import report
 from orchestrator.config import load_config
 from orchestrator.tree import ROOT_ID, SearchTree
 from tests.toy import write_config
-from tests.trials.conftest import SHADOW_JSON, Campaign, processes_with, unified_diff
+from tests.trials.conftest import SHADOW_JSON, Campaign, folder, processes_with, run, unified_diff
 from trials import sandbox
-from trials.runner import run_trial
 from trials.spec import CodeChange, FailureStage, LimitsSpec, SandboxSpec, TrialResult, TrialSpec, TrialState
 
 BWRAP_PROBLEM = sandbox.bwrap_problem()
@@ -29,15 +28,6 @@ needs_bwrap = pytest.mark.skipif(
 )
 BWRAP = SandboxSpec(mode="bwrap")
 
-
-def run(campaign: Campaign, spec: TrialSpec) -> TrialResult:
-    result = run_trial(spec, campaign.fetch)
-    assert TrialResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
-    return result
-
-
-def folder(spec: TrialSpec) -> Path:
-    return Path(spec.scratch_dir) / "trials" / spec.trial_id
 
 
 # -- the evaluator's room ----------------------------------------------------------------------

@@ -24,12 +24,11 @@ from orchestrator.campaign import prepare
 from orchestrator.config import ConfigError, load_config
 from orchestrator.search import SearchService
 from tests.toy import write_config
-from tests.trials.conftest import Campaign, git
+from tests.trials.conftest import Campaign, folder, git, run
 from tests.waiting import wait_for
 from trials import bytecode, retention, sandbox
 from trials.layout import TrialPaths
-from trials.runner import run_trial
-from trials.spec import RetentionSpec, SandboxSpec, TrialResult, TrialSpec, TrialState
+from trials.spec import RetentionSpec, SandboxSpec, TrialSpec, TrialState
 
 BWRAP_PROBLEM = sandbox.bwrap_problem()
 needs_bwrap = pytest.mark.skipif(
@@ -40,15 +39,6 @@ VERBOSE = {"PYTHONVERBOSE": "1"}  # Python logs each module it compiles and each
 TAG = sys.implementation.cache_tag
 RECORD = {"train.log", "evaluate.log", "params.json", "metrics", "output", "finished.json"}
 
-
-def run(campaign: Campaign, spec: TrialSpec) -> TrialResult:
-    result = run_trial(spec, campaign.fetch)
-    assert TrialResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
-    return result
-
-
-def folder(spec: TrialSpec) -> Path:
-    return Path(spec.scratch_dir) / "trials" / spec.trial_id
 
 
 def compiled(log: str) -> list[str]:
