@@ -178,11 +178,6 @@ def change_part(hypothesis: str, notes: Iterable[str] = ()) -> str:
     return text.strip(" ,:;-(—–") or hypothesis[:MAX_CHANGE_CHARS]
 
 
-def parse_claims(text: str, resolve: Resolve | None = None) -> list[Claim]:
-    """The moves `text` makes, in the order it says them; one per knob."""
-    return list(_parse(text, resolve).claims)
-
-
 def _parse(text: str, resolve: Resolve | None) -> Reading:
     """The claims of `text`, whether every knob among them is named for sure, and where."""
     claims: list[Claim] = []
@@ -318,12 +313,6 @@ def knob_name(words: str | None, resolve: Resolve | None = None, strict: bool = 
     if len(tokens) == 1 and (len(token) == 1 and (token.isupper() or token not in "ai")):
         return token.lower(), True  # "A 0.0 to 0.05", "x=6": a variable, not an article
     return normalize_knob(words), False
-
-
-def _depth(text: str, position: int) -> int:
-    """How many parentheses are open at `position`."""
-    before = text[:position]
-    return max(0, before.count("(") - before.count(")"))
 
 
 def normalize_knob(words: str | None) -> str:

@@ -412,7 +412,6 @@ class Memory:
         if entry.text is None:
             return None, 0.0, ""
         nearest, nearest_score = None, 0.0
-        best, best_score, why = None, 0.0, ""
         threshold, gram_threshold = self.config.text_threshold, self.config.ngram_threshold
         candidates = [p for group in self._candidates(entry.text) for p in group]
         gram_scores = dict(self._grams.search(entry.grams, exclude=judged)) if entry.grams else {}
@@ -438,20 +437,16 @@ class Memory:
             if conflict(entry.text, other.text):
                 continue
             if lexical < threshold and grams < gram_threshold:
-                if score > nearest_score:
+                if nearest is None:  # the closest, since they come best first
                     nearest, nearest_score = proposal_id, score
                 continue
             if how == "other" and ((entry.named and other.named) or not _shared_value(entry.claims, other.claims)):
                 continue  # other knobs, named for sure (MATRIX_LR, EMBEDDING_LR) or set to other values
-            best, best_score = proposal_id, score
             if lexical >= threshold:
-                why = f"the hypotheses say the same{self._common_move(entry, proposal_id)} (similarity {lexical:.2f})"
-            else:
-                why = f"the hypotheses share their wording (n-gram cosine {grams:.2f})"
-            break
-        if best is None:
-            return nearest, nearest_score, ""
-        return best, best_score, why
+                return proposal_id, score, (
+                    f"the hypotheses say the same{self._common_move(entry, proposal_id)} (similarity {lexical:.2f})")
+            return proposal_id, score, f"the hypotheses share their wording (n-gram cosine {grams:.2f})"
+        return nearest, nearest_score, ""
 
     def _candidates(self, text: Text) -> Iterator[list[str]]:
         """Proposals that can reach the threshold, in two groups. First those with the same
