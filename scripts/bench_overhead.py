@@ -90,7 +90,7 @@ def arborist_campaign(project: Path, trials: int, root: Path) -> float:
         "params": {"x": {"type": "float", "low": -1.0, "high": 1.0, "default": 0.5}},
         "protected": ["evaluate.py"],
         "seeds": {"baseline": 1, "max": 1},
-        "stats": {"min_seeds": 1, "confirm_seeds": 0},
+        "stats": {"min_seeds": 1},
         "search": {"proposers": [{"type": "random"}], "max_children": trials, "max_open_nodes": 4},
         "budget": {"max_trials": trials, "max_wall_s": 3600},
         "integration": {"enabled": False},
