@@ -6,17 +6,17 @@ import math
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 from scipy import stats as sps
 
-from orchestrator import chart, drift, placement
+from orchestrator import chart, cohorts, drift, placement
 from orchestrator.config import CampaignConfig
 from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.policy import estimate_and_se
 from orchestrator.stats import summarize
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, SearchTree
-from trials.spec import TrialResult, TrialState
+from trials.spec import TrialState
 
 CHART_FILE = "control_chart.svg"
 
@@ -96,6 +96,7 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
     ]
     self_reported = any(r.result is not None and r.result.self_reported for r in tree.trials.values())
     unsandboxed = sum(1 for r in tree.trials.values() if r.result is not None and r.result.sandbox == "none")
+    cohort_rows = cohorts.summary(config, tree)
     return {
         "campaign": config.name,
         "phase": tree.phase.value,
@@ -127,15 +128,9 @@ def summary(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
         "elapsed_s": round(tree.elapsed_s(), 1),
         "placement": placement.summary(tree),
         "search_stopped": search_stopped(config, tree),
-        "fingerprints": sorted({
-            r.result.fingerprint.comparability_key() for r in tree.trials.values() if _measured(r.result)
-        }),
+        "cohorts": cohort_rows,
+        "fingerprints": [row["key"] for row in cohort_rows],
     }
-
-
-def _measured(result: TrialResult | None) -> TypeGuard[TrialResult]:
-    """A trial result taken on a worker (a trial the budget stopped has no fingerprint)."""
-    return result is not None and result.state is not TrialState.STOPPED
 
 
 def search_stopped(config: CampaignConfig, tree: SearchTree) -> dict[str, Any] | None:
@@ -486,36 +481,8 @@ def notebook(config: CampaignConfig, tree: SearchTree) -> str:
     lines += placement.section(data["placement"])
     lines += _integration_section(data)
     lines += _proposers_section(data)
-    fingerprints = data["fingerprints"]
-    lines += ["", "## Comparability", ""]
-    if len(fingerprints) <= 1:
-        lines.append("Every trial ran under one fingerprint (hardware, software, data, budget).")
-    else:
-        lines.append(
-            f"Trials ran under {len(fingerprints)} different fingerprints ({', '.join(fingerprints)}); "
-            "only trials with equal fingerprints are compared."
-        )
-        lines += _comparability_details(tree)
-    return "\n".join(lines) + "\n"
-
-
-def _comparability_details(tree: SearchTree) -> list[str]:
-    """What differs between the fingerprints, and which comparisons left seeds out because of it."""
-    from trials.spec import Fingerprint
-
-    by_key: dict[str, Fingerprint] = {}
-    for record in tree.trials.values():
-        if _measured(record.result):
-            by_key.setdefault(record.result.fingerprint.comparability_key(), record.result.fingerprint)
-    prints = list(by_key.values())
-    differing = [f for f in Fingerprint.COMPARED if len({getattr(fp, f) for fp in prints}) > 1]
-    lines = [f"They differ in: {', '.join(differing)}." if differing else ""]
-    for node in tree.nodes.values():
-        excluded = ((node.decision or {}).get("evidence") or {}).get("excluded_seeds") or {}
-        for why in sorted(set(excluded.values())):
-            seeds = sorted(int(seed) for seed, reason in excluded.items() if reason == why)
-            lines.append(f"- {node.node_id} vs {node.parent_id}: seeds {seeds} not compared ({why})")
-    return [line for line in lines if line]
+    lines += cohorts.section(data["cohorts"], tree, config.objective)
+    return "\n".join(lines)
 
 
 def _test_cell(decision: dict[str, Any]) -> str:
