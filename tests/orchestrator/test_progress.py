@@ -31,3 +31,9 @@ def test_integration_trials_count_against_their_own_budget() -> None:
 def test_undecided_nodes_are_named_as_such() -> None:
     counts = {"trials": {"COMPLETE": 9}, "nodes": {"PROMOTED": 1, "UNDECIDED": 2}}
     assert "2 undecided" in progress_line(_progress(phase="done", counts=counts))
+
+
+def test_elapsed_time_past_the_wall_budget_is_not_shown_as_a_fraction_of_it() -> None:
+    assert "12/600 s" in progress_line(_progress())
+    line = progress_line(_progress(phase="integration", elapsed_s=303.0, max_wall_s=200.0))
+    assert "303 s (search budget 200 s spent)" in line and "303/200" not in line
