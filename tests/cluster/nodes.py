@@ -235,19 +235,30 @@ class LocalCluster:
             node.node_id = alive[node.ports["node_manager"]]
 
     def _processes(self, node: _Node) -> list[int]:
-        """The pids of `node`'s processes: those whose environment carries its marker."""
+        """The pids of `node`'s processes: those whose environment carries its marker, and their
+        descendants (a trial's steps, whose environment is built from nothing)."""
         wanted = f"{MARKER}={self._id}/{node.name}".encode()
-        found = []
+        marked: set[int] = set()
+        children: dict[int, list[int]] = {}
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
+            pid = int(entry.name)
             try:
-                with open(f"/proc/{entry.name}/environ", "rb") as f:
+                children.setdefault(_parent(pid), []).append(pid)
+                with open(f"/proc/{pid}/environ", "rb") as f:
                     if wanted in f.read().split(b"\0"):
-                        found.append(int(entry.name))
-            except OSError:  # gone, or not ours to read
+                        marked.add(pid)
+            except (OSError, ValueError, IndexError):  # gone, or not ours to read (a setuid bwrap)
                 continue
-        return found
+        found: set[int] = set()
+        todo = list(marked)
+        while todo:
+            pid = todo.pop()
+            if pid not in found:
+                found.add(pid)
+                todo += children.get(pid, [])
+        return sorted(found)
 
 
 def _kill(pids: list[int]) -> None:
@@ -260,6 +271,11 @@ def _kill(pids: list[int]) -> None:
     for pid in pids:
         while Path(f"/proc/{pid}").exists() and _state(pid) != "Z" and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
 def _state(pid: int) -> str:
