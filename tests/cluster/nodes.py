@@ -39,6 +39,7 @@ HOST = "127.0.0.1"
 MARKER = "ARBORIST_TEST_RAY_NODE"  # in every process of a node: "<cluster id>/<node name>"
 START_S = 120.0  # a backstop for `ray start` and for nodes to register, on a busy 2-core machine
 OBJECT_STORE_BYTES = 100 << 20  # small: many nodes share one machine's /dev/shm
+START_ATTEMPTS = 3
 WORKER_PORTS = 200  # ports per node for its Ray worker processes, in a range no other node uses
 
 
@@ -86,21 +87,30 @@ class LocalCluster:
         # ~107 bytes: a pytest tmp_path is too long, so temp folders go under a short /tmp name.
         self._temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
         self._ranges = _port_ranges(1 + len(workers))
-        self.head = self._node("head", head_cpus, 0, dict(head_env or {}), self._ranges[0])
-        self.head.ports |= {"gcs": _free_port(), "dashboard": _free_port(), "client": _free_port()}
+        self.head = _Node("head", self._temp / "head", {}, head_cpus, 0, dict(head_env or {}))
         self.workers = [
-            self._node(f"worker{i}", w.cpus, w.gpus, dict(w.env), self._ranges[i + 1]) for i, w in enumerate(workers)
+            _Node(f"worker{i}", self._temp / f"worker{i}", {}, w.cpus, w.gpus, dict(w.env))
+            for i, w in enumerate(workers)
         ]
-        self.address = f"{HOST}:{self.head.ports['gcs']}"
-        self.dashboard_url = f"http://{HOST}:{self.head.ports['dashboard']}"
+        for node, worker_ports in zip([self.head, *self.workers], self._ranges, strict=True):
+            node.ports = {"min_worker": worker_ports[0], "max_worker": worker_ports[1]}
+            self._pick_ports(node)
 
-    def _node(self, name: str, cpus: int, gpus: int, env: dict[str, str], worker_ports: tuple[int, int]) -> _Node:
-        ports = {
-            "node_manager": _free_port(), "object_manager": _free_port(), "agent_grpc": _free_port(),
-            "agent_listen": _free_port(), "metrics": _free_port(), "runtime_env_agent": _free_port(),
-            "min_worker": worker_ports[0], "max_worker": worker_ports[1],
-        }
-        return _Node(name, self._temp / name, ports, cpus, gpus, env)
+    @property
+    def address(self) -> str:
+        """The GCS address, what RAY_ADDRESS and `ray start --address` take."""
+        return f"{HOST}:{self.head.ports['gcs']}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard and job server, what `ray job submit --address` takes."""
+        return f"http://{HOST}:{self.head.ports['dashboard']}"
+
+    def _pick_ports(self, node: _Node) -> None:
+        names = ["node_manager", "object_manager", "agent_grpc", "agent_listen", "metrics", "runtime_env_agent"]
+        if node is self.head:
+            names += ["gcs", "dashboard", "client"]
+        node.ports |= {name: _free_port() for name in names}
 
     # ----- the cluster as a whole ---------------------------------------------------------
     def __enter__(self) -> LocalCluster:
@@ -181,7 +191,26 @@ class LocalCluster:
         env[MARKER] = f"{self._id}/{node.name}"
         return env
 
+    def ray_start_argv(self, name: str) -> list[str]:
+        """The `ray start` command of node `name` ("head", "worker0", ...), as docs/cluster.md
+        shows it to users."""
+        return self._argv(next(node for node in [self.head, *self.workers] if node.name == name))
+
     def _ray_start(self, node: _Node) -> None:
+        # A port found free can be taken before Ray binds it (other Rays run on the machine): a
+        # failed start is tried again on fresh ports.
+        for attempt in range(START_ATTEMPTS):
+            proc = subprocess.run(self._argv(node), env=self._node_env(node), capture_output=True, text=True,
+                                  timeout=START_S, check=False)
+            if proc.returncode == 0:
+                return
+            _kill(self._processes(node))
+            if attempt + 1 < START_ATTEMPTS:
+                self._pick_ports(node)
+        raise ClusterError(f"`ray start` of {node.name} failed {START_ATTEMPTS} times (exit {proc.returncode}):\n"
+                           f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+    def _argv(self, node: _Node) -> list[str]:
         p = node.ports
         argv = [
             RAY, "start", "--node-ip-address", HOST, "--temp-dir", str(node.temp_dir),
@@ -200,11 +229,7 @@ class LocalCluster:
             ]
         else:
             argv += ["--address", self.address]
-        proc = subprocess.run(argv, env=self._node_env(node), capture_output=True, text=True, timeout=START_S,
-                              check=False)
-        if proc.returncode != 0:
-            raise ClusterError(f"`ray start` of {node.name} failed (exit {proc.returncode}):\n"
-                               f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return argv
 
     def _learn_node_ids(self) -> None:
         """Wait until every node is alive in the cluster, and read their ids (by node manager port)."""

@@ -24,11 +24,12 @@ from orchestrator.config import load_config
 from orchestrator.ledger import load_events, open_filesystem, read_table
 from orchestrator.tree import Event, SearchTree
 from tests.cluster.conftest import GPU_MODELS, worker_scratch
-from tests.cluster.nodes import PYTHON, LocalCluster
+from tests.cluster.nodes import PYTHON, LocalCluster, Worker
 from tests.toy import NO_WALL_LIMIT_S, bonus_diff, extra_diff, gate_at, gated, write_config
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+CLUSTER_DOC = REPO / "docs" / "cluster.md"
 
 
 def _config(tmp: Path, *, concurrent: int, gpus: float, cpus: float = 1.0, **overrides: Any) -> Path:
@@ -40,7 +41,7 @@ def _config(tmp: Path, *, concurrent: int, gpus: float, cpus: float = 1.0, **ove
     settings: dict[str, Any] = {
         "seeds": {"baseline": 4, "max": 6},
         "search": {"proposers": [{"type": "queue", "path": str(queue)}], "max_children": 2},
-        "budget": {"max_trials": 10, "max_wall_s": NO_WALL_LIMIT_S},
+        "budget": {"max_trials": 8, "max_wall_s": NO_WALL_LIMIT_S},
         "integration": {"enabled": False},
         "ray": {"max_concurrent": concurrent, "gpus_per_trial": gpus, "cpus_per_trial": cpus},
         **overrides,
@@ -166,13 +167,14 @@ def test_trials_spread_over_the_workers_with_a_gpu_each_and_one_bundle_per_node(
 
 
 def test_fractional_gpus_give_each_trial_one_gpu_id(gpu_cluster: LocalCluster, tmp_path: Path) -> None:
-    # Half a GPU and half a CPU each: four trials fit on a worker's two GPUs, two to a GPU.
-    config = _config(tmp_path, concurrent=4, gpus=0.5, cpus=0.5, budget={"max_trials": 6,
-                                                                         "max_wall_s": NO_WALL_LIMIT_S})
+    # Half a GPU and half a CPU each: a worker could run four, two to a GPU. The baseline alone
+    # (two trials) is enough to see what a trial is given.
+    config = _config(tmp_path, concurrent=2, gpus=0.5, cpus=0.5, seeds={"baseline": 2, "max": 4},
+                     budget={"max_trials": 2, "max_wall_s": NO_WALL_LIMIT_S})
     with _driver(gpu_cluster, config) as proc:
         _finished(proc, config)
     rows = _trials(config)
-    assert len(rows) >= 6
+    assert len(rows) == 2
     assert all(r["gpu_ids"] in ("0", "1") and r["fp_gpu_count"] == 1 for r in rows), [r["gpu_ids"] for r in rows]
     assert {r["fp_gpu_model"] for r in rows} <= set(GPU_MODELS)
     assert {r["ray_node_id"] for r in rows} <= {gpu_cluster.node_ids()["worker0"], gpu_cluster.node_ids()["worker1"]}
@@ -193,7 +195,7 @@ def test_a_worker_node_that_dies_loses_its_trial_which_runs_again_on_the_other(
         entrypoint={"train": f"sh -c {shlex.quote(wait)}", "evaluate": "python evaluate.py", "budget_s": 300,
                     "evaluate_budget_s": 30},
         sandbox={"read_only": [str(gate.parent)]},
-        budget={"max_trials": 9, "max_wall_s": NO_WALL_LIMIT_S},
+        budget={"max_trials": 6, "max_wall_s": NO_WALL_LIMIT_S},
     )
     ids = cluster.node_ids()
     with _driver(cluster, config) as proc:
@@ -226,3 +228,22 @@ def test_a_worker_node_that_dies_loses_its_trial_which_runs_again_on_the_other(
 
     # The worker comes back as a new node, and the cluster is whole again.
     assert cluster.start_worker(victim) not in (dead, "")
+
+
+def test_the_documented_commands_are_the_ones_the_tests_run(tmp_path: Path) -> None:
+    """docs/cluster.md shows users how to start such a cluster: the same flags as LocalCluster's."""
+    section = CLUSTER_DOC.read_text().split("### Trying a multi-node cluster on one machine", 1)[1]
+    block = section.split("```", 2)[1].replace("\\\n", " ")
+    commands = [line.split("ray start", 1)[1].split() for line in block.splitlines() if "ray start" in line]
+    assert len(commands) == 3, block
+    cluster = LocalCluster(tmp_path, [Worker(cpus=2, gpus=2), Worker(cpus=2, gpus=2)])
+    try:
+        for name, documented in zip(("head", "worker0", "worker1"), commands, strict=True):
+            argv = cluster.ray_start_argv(name)
+            ours = [a for a in argv[2:] if a.startswith("--") and a != "--disable-usage-stats"]
+            theirs = [a for a in documented if a.startswith("--")]
+            assert sorted(ours) == sorted(theirs), name
+            for flag in ("--num-cpus", "--num-gpus"):
+                assert documented[documented.index(flag) + 1] == argv[argv.index(flag) + 1], (name, flag)
+    finally:
+        cluster.stop()
