@@ -106,12 +106,6 @@ class LocalCluster:
         """The dashboard and job server, what `ray job submit --address` takes."""
         return f"http://{HOST}:{self.head.ports['dashboard']}"
 
-    def _pick_ports(self, node: _Node) -> None:
-        names = ["node_manager", "object_manager", "agent_grpc", "agent_listen", "metrics", "runtime_env_agent"]
-        if node is self.head:
-            names += ["gcs", "dashboard", "client"]
-        node.ports |= {name: _free_port() for name in names}
-
     # ----- the cluster as a whole ---------------------------------------------------------
     def __enter__(self) -> LocalCluster:
         self.start()
@@ -178,6 +172,12 @@ class LocalCluster:
         return self._processes(self.workers[index])
 
     # ----- how -----------------------------------------------------------------------------
+    def _pick_ports(self, node: _Node) -> None:
+        names = ["node_manager", "object_manager", "agent_grpc", "agent_listen", "metrics", "runtime_env_agent"]
+        if node is self.head:
+            names += ["gcs", "dashboard", "client"]
+        node.ports |= {name: _free_port() for name in names}
+
     def _auth_env(self) -> dict[str, str]:
         # RAY_AUTH_MODE is always explicit: unset, `ray start --head` turns token authentication
         # on by itself when ~/.ray/auth_token exists.
