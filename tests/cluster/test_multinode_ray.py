@@ -203,14 +203,18 @@ def test_a_worker_node_that_dies_loses_its_trial_which_runs_again_on_the_other(
             victim = wait_for(lambda: _workers_holding(cluster, _waiting_at(gate)), "a change's trial at the gate",
                               seen=lambda: _tail(config), alive=lambda: proc.poll() is None)[0]
             assert cluster.kill_worker(victim) > 0
-            lost = wait_for(lambda: _events(config, "trial_lost"), "the killed node's trial recorded lost",
-                            seen=lambda: _tail(config), alive=lambda: proc.poll() is None)
+            wait_for(lambda: _events(config, "trial_lost"), "the killed node's trial recorded lost",
+                     seen=lambda: _tail(config), alive=lambda: proc.poll() is None)
         finally:
             gate.touch()
         _finished(proc, config)
 
     dead, survivor = ids[f"worker{victim}"], ids[f"worker{1 - victim}"]
-    assert {e["placement"]["ray_node_id"] for e in lost} == {dead}
+    lost = _events(config, "trial_lost")
+    # A trial placed on the dead node before Ray noticed its death may be lost before it said
+    # where it ran; every loss that says where names the dead node.
+    where = [e["placement"]["ray_node_id"] for e in lost if e.get("placement")]
+    assert where and set(where) == {dead}, lost
     assert all(e["reason"] == "worker lost" for e in lost)
     loaded = load_config(config)
     tree = report.load_tree(loaded)
@@ -224,7 +228,8 @@ def test_a_worker_node_that_dies_loses_its_trial_which_runs_again_on_the_other(
     assert all(tree.nodes[n].status.value != "FAILED" for n in changed)
     assert not [r for r in tree.finished_trials() if r.result and r.result.state.value == "FAIL"]
     placed = {row["node"]: row for row in report.summary(loaded, tree)["placement"]["nodes"]}
-    assert placed[dead]["lost"] == len(lost) and placed[survivor]["retried"] == len(lost)
+    assert placed[dead]["lost"] == len(where)
+    assert placed[survivor]["retried"] == len({e["trial_id"] for e in lost})
 
     # The worker comes back as a new node, and the cluster is whole again.
     assert cluster.start_worker(victim) not in (dead, "")
