@@ -89,9 +89,6 @@ def trial_trainable(config: dict[str, Any]) -> None:
     spec = TrialSpec.from_dict(config["spec"])
     actor = ray.get_actor(config["actor"], namespace=NAMESPACE)
 
-    def fetch_bundle(bundle_id: str) -> bytes:
-        return cast(bytes, ray.get(actor.bundle_bytes.remote(bundle_id)))
-
     def on_report(payload: dict[str, Any]) -> None:
         numbers = {k: float(v) for k, v in payload.items() if _is_number(v)}
         if numbers:
@@ -102,6 +99,11 @@ def trial_trainable(config: dict[str, Any]) -> None:
     where = replace(local_placement(spec), ray_node_id=cluster.ray_node_id, node_ip=cluster.node_ip,
                     accelerator=cluster.accelerator)
     tune.report({PLACEMENT_KEY: json.dumps(where.to_dict())})
+    node = replace(where, gpu_ids="").to_dict()  # the machine, not the trial: the journal says who fetched
+
+    def fetch_bundle(bundle_id: str) -> bytes:
+        return cast(bytes, ray.get(actor.bundle_bytes.remote(bundle_id, node)))
+
     stop, done = threading.Event(), threading.Event()
     watcher = threading.Thread(target=_watch_for_stop, args=(actor, spec.trial_id, stop, done), daemon=True)
     watcher.start()

@@ -335,7 +335,11 @@ class RayConfig(_Model):
     max_concurrent: int = Field(default=2, ge=1)
     cpus_per_trial: float = Field(default=1.0, ge=0)
     gpus_per_trial: float = Field(default=0.0, ge=0)
-    scratch_dir: Path | None = None
+    scratch_dir: Path | None = Field(
+        default=None,
+        description="where each machine keeps bundles, worktrees and trial outputs (default <campaign_dir>/scratch); "
+        "a node with ARBORIST_SCRATCH_DIR in its environment uses that folder instead",
+    )
     keep_complete_trials: int = Field(
         default=KEEP_COMPLETE_TRIALS, ge=0, description="folders of ended complete trials each worker keeps"
     )

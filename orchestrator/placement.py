@@ -25,16 +25,17 @@ def machine(where: Placement) -> str | None:
 
 
 def summary(tree: SearchTree) -> dict[str, Any]:
-    """`nodes`: one row per machine; `lost`: one row per lost attempt; `sessions`: one per session."""
+    """`nodes`: one row per machine (its attempts, and its fetches of the campaign bundle); `lost`:
+    one row per lost attempt; `sessions`: one per session."""
     machines: dict[str | None, dict[str, Any]] = {}
 
-    def count(where: Placement, what: str) -> None:
+    def row_of(where: Placement) -> dict[str, Any]:
         key = machine(where)
         row = machines.get(key)
         if row is None:
             row = machines[key] = {
                 "node": key, "ray_node_id": "", "node_ip": "", "hostname": "", "accelerators": set(),
-                "gpu_ids": set(), "run": 0, "finished": 0, "failed": 0, "lost": 0, "retried": 0,
+                "gpu_ids": set(), "run": 0, "finished": 0, "failed": 0, "lost": 0, "retried": 0, "bundles": 0,
             }
         for name in ("ray_node_id", "node_ip", "hostname"):
             row[name] = row[name] or getattr(where, name)
@@ -42,8 +43,15 @@ def summary(tree: SearchTree) -> dict[str, Any]:
             row["accelerators"].add(where.accelerator)
         if where.gpu_ids:
             row["gpu_ids"].add(where.gpu_ids)
+        return row
+
+    def count(where: Placement, what: str) -> None:
+        row = row_of(where)
         row["run"] += 1
         row[what] += 1
+
+    for fetch in tree.bundle_fetches:
+        row_of(Placement.from_dict(fetch.get("placement")))["bundles"] += 1
 
     losses: dict[str, list[dict[str, Any]]] = {}
     for lost in tree.lost:
@@ -106,18 +114,20 @@ def section(data: dict[str, Any]) -> list[str]:
              "Where the trials ran: a row per Ray node (or host, for trials run without Ray). *run*: attempts "
              "that ran there; each finished, failed (FAIL, TIMEOUT, INVALID) or was lost (its worker died, or "
              "the campaign stopped while it ran; a lost trial runs again). *retried*: trials that finished there "
-             "after an earlier attempt was lost. GPU ids are `CUDA_VISIBLE_DEVICES` as the trials got it.", ""]
+             "after an earlier attempt was lost. GPU ids are `CUDA_VISIBLE_DEVICES` as the trials got it. *bundles*: "
+             "how often the node fetched the campaign's code (once per node and scratch folder; more means its "
+             "cache was lost or not shared by its trials).", ""]
     if not data["nodes"]:
         lines.append("No trial has run yet.")
     else:
-        lines += ["| node | IP | host | accelerator | GPU ids | run | finished | failed | lost | retried |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| node | IP | host | accelerator | GPU ids | run | finished | failed | lost | retried | bundles |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in data["nodes"]:
             lines.append(
                 f"| {_cell(row['ray_node_id'] or row['node'] or UNKNOWN)} | {_cell(row['node_ip']) or '–'} "
                 f"| {_cell(row['hostname']) or '–'} | {_cell(', '.join(row['accelerators'])) or '–'} "
                 f"| {_cell('; '.join(row['gpu_ids'])) or '–'} | {row['run']} | {row['finished']} | {row['failed']} "
-                f"| {row['lost']} | {row['retried']} |"
+                f"| {row['lost']} | {row['retried']} | {row['bundles']} |"
             )
     lines += ["", "### Lost trials", ""]
     if not data["lost"]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
+from orchestrator.dispatch import lost_placement
 from orchestrator.engine import FINISHED, SearchEngine
 from orchestrator.inbox import inbox_path, read_verdicts
 from orchestrator.ledger import Ledger
@@ -146,10 +147,17 @@ class SearchService:
             self._flush()
         return stop
 
-    def bundle_bytes(self, bundle_id: str) -> bytes:
+    def bundle_bytes(self, bundle_id: str, placement: dict[str, Any] | None = None) -> bytes:
+        """The campaign bundle, for a machine that has no copy of it yet (it fetches it once per
+        scratch folder: trials/worktree.py). Each fetch is journaled (`bundle_sent`) with where the
+        worker says it runs (`placement`, a Placement's fields), so the ledger shows every node
+        fetching it once."""
         if bundle_id != self.tree.meta.get("bundle_id"):
             raise ValueError(f"unknown bundle {bundle_id}")
-        return Path(self.tree.meta["bundle_path"]).read_bytes()
+        data = Path(self.tree.meta["bundle_path"]).read_bytes()
+        where = lost_placement(placement)
+        self.tree.record("bundle_sent", bundle_id=bundle_id, bytes=len(data), **({"placement": where} if where else {}))
+        return data
 
     def close(self) -> dict[str, Any]:
         """Flush the ledger; trials still handed out when the campaign stops will run again."""

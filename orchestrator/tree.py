@@ -148,6 +148,7 @@ class SearchTree:
         self.max_seed: int | None = None
         self.sessions: list[dict[str, Any]] = []  # ts, resumed, last_ts, and the trials started, finished, lost
         self.lost: list[dict[str, Any]] = []  # trial_lost events: trial_id, reason, placement, seq, ts, session
+        self.bundle_fetches: list[dict[str, Any]] = []  # bundle_sent events: bundle_id, bytes, placement, seq, ts
         self.llm_usd = 0.0  # spend of every LLM call, from llm_call events
         self.llm_calls = 0
         self.llm_by_proposer: dict[str, dict[str, float]] = {}  # calls, failed, tokens, usd
@@ -285,6 +286,9 @@ class SearchTree:
             self._set_state(record, TrialState.PENDING)
             self.lost.append({**data, "seq": self._applying, "ts": self._applying_ts, "session": len(self.sessions)})
             self._count_in_session("lost")
+
+    def _on_bundle_sent(self, data: dict[str, Any]) -> None:
+        self.bundle_fetches.append({**data, "seq": self._applying, "ts": self._applying_ts})
 
     def _set_state(self, record: TrialRecord, state: TrialState) -> None:
         self._running += (state is TrialState.RUNNING) - (record.state is TrialState.RUNNING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,17 @@ from trials.fsutil import rmtree_force
 
 # Trial ids become folder names; keep them to characters that cannot climb out of scratch.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+# Set in a node's environment when it is started (a pod's env), it gives that node a scratch
+# folder of its own whatever the campaign's ray.scratch_dir says: nodes sharing a disk or a
+# machine then keep their bundles and trials apart, as machines of their own would.
+SCRATCH_ENV = "ARBORIST_SCRATCH_DIR"
+
+
+def scratch_dir(configured: str | Path) -> Path:
+    """The scratch folder this machine uses: SCRATCH_ENV when the node sets it, else `configured`
+    (the campaign's ray.scratch_dir, as a TrialSpec carries it)."""
+    return Path(os.environ.get(SCRATCH_ENV) or configured)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from trials.fingerprint import take_fingerprint
 from trials.fsutil import rmtree_force
 from trials.gitutil import run_git
 from trials.hashing import hash_path
-from trials.layout import TrialPaths
+from trials.layout import TrialPaths, scratch_dir
 from trials.process import CommandOutcome, check_program
 from trials.protect import file_digest, is_definition, split_entry
 from trials.sandbox import BWRAP, Room, SandboxUnavailable, containment, existing, wrap
@@ -152,6 +152,7 @@ class _Trial:
         stop: threading.Event | None = None,
     ) -> None:
         self.spec = spec
+        self.scratch = scratch_dir(spec.scratch_dir)  # this machine's: bundles, worktrees, trial folders
         self.fetch_bundle = fetch_bundle
         self.on_report = on_report
         self.stop = stop  # the campaign's request to stop (see run_trial)
@@ -215,17 +216,17 @@ class _Trial:
     def _prune(self) -> None:
         # Keeping the scratch folder bounded is never a reason to lose a trial.
         try:
-            retention.prune(Path(self.spec.scratch_dir), self.spec.retention)
+            retention.prune(self.scratch, self.spec.retention)
         except Exception as exc:
-            _log.warning("could not prune the trial folders of %s: %s", self.spec.scratch_dir, exc)
+            _log.warning("could not prune the trial folders of %s: %s", self.scratch, exc)
 
     # -- steps ------------------------------------------------------------------------------
 
     def _prepare(self) -> TrialPaths:
         try:
-            paths = TrialPaths.for_trial(Path(self.spec.scratch_dir), self.spec.trial_id)
+            paths = TrialPaths.for_trial(self.scratch, self.spec.trial_id)
             # Held until the trial ends: pruning by other trials on this machine skips its folder.
-            self.lock = retention.TrialLock(Path(self.spec.scratch_dir), self.spec.trial_id)
+            self.lock = retention.TrialLock(self.scratch, self.spec.trial_id)
             self._prune()
             self.paths = paths
             paths.prepare()
@@ -237,7 +238,7 @@ class _Trial:
     def _materialize(self, paths: TrialPaths) -> Worktree:
         spec = self.spec
         try:
-            repo = ensure_cached_repo(Path(spec.scratch_dir), spec.bundle_id, self.fetch_bundle)
+            repo = ensure_cached_repo(self.scratch, spec.bundle_id, self.fetch_bundle)
             return materialize(repo, spec.base_commit, spec.chain, paths.worktree)
         except ChainApplyError as exc:
             raise _End(TrialState.FAIL, FailureStage.APPLY, str(exc)) from exc
@@ -436,14 +437,14 @@ class _Trial:
         every later step on the machine, evaluators included: each step then compiles into its
         own cache alone, as it always did.
         """
-        return bytecode.shared_cache(Path(self.spec.scratch_dir)) if self.containment == BWRAP else None
+        return bytecode.shared_cache(self.scratch) if self.containment == BWRAP else None
 
     def _learn_bytecode(self, paths: TrialPaths, step: Step) -> None:
         shared = self._shared_bytecode()
         if shared is None:
             return
         try:
-            bytecode.learn(paths.pycache / step, shared, exclude=[Path(self.spec.scratch_dir)])
+            bytecode.learn(paths.pycache / step, shared, exclude=[self.scratch])
         except Exception as exc:  # a slower next trial, never a lost one
             _log.warning("could not add the %s step's installed modules to %s: %s", step, shared, exc)
 

@@ -164,3 +164,30 @@ def test_a_lost_trial_keeps_where_it_ran_and_a_malformed_placement_is_not_record
     assert record.state is TrialState.FAIL and record.result is not None
     assert "placement ray_node_id is ['x'], not text" in record.result.message
     assert "placement field 'rack' is unknown" in record.result.message
+
+
+def test_each_bundle_fetch_is_journaled_with_the_node_and_counted_per_node(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    service = SearchService(config.model_dump(mode="json"), prepare(config, None))
+    bundle_id = service.tree.meta["bundle_id"]
+    data = service.bundle_bytes(bundle_id, ON_A.to_dict())
+    service.bundle_bytes(bundle_id, {"ray_node_id": NODE_B, "node_ip": "10.0.0.2"})
+    service.bundle_bytes(bundle_id, {"ray_node_id": NODE_B, "node_ip": "10.0.0.2"})  # its cache was lost
+    service.bundle_bytes(bundle_id, {"ray_node_id": 5})  # not a placement: the fetch counts, on no node
+    service.bundle_bytes(bundle_id)  # a caller that does not say where it runs
+    service.close()
+    tree = report.load_tree(config)
+    fetches = [(f["bundle_id"], f["bytes"], f.get("placement")) for f in tree.bundle_fetches]
+    assert fetches == [
+        (bundle_id, len(data), ON_A.to_dict()),
+        (bundle_id, len(data), {"ray_node_id": NODE_B, "node_ip": "10.0.0.2"}),
+        (bundle_id, len(data), {"ray_node_id": NODE_B, "node_ip": "10.0.0.2"}),
+        (bundle_id, len(data), None),
+        (bundle_id, len(data), None),
+    ]
+    rows = {row["node"]: row for row in placement.summary(tree)["nodes"]}
+    assert {node: (row["bundles"], row["run"]) for node, row in rows.items()} == {
+        NODE_A: (1, 0), NODE_B: (2, 0), None: (2, 0),
+    }
+    section = "\n".join(placement.section(placement.summary(tree)))
+    assert f"| {NODE_B} | 10.0.0.2 | – | – | – | 0 | 0 | 0 | 0 | 0 | 2 |" in section

@@ -13,6 +13,7 @@ import pytest
 
 from tests.trials.conftest import PY, Campaign, git, score_diff, unified_diff
 from trials.errors import TrialPruned
+from trials.layout import SCRATCH_ENV
 from trials.runner import run_trial
 from trials.spec import CodeChange, FailureStage, Placement, TrialResult, TrialSpec, TrialState
 
@@ -55,6 +56,27 @@ def test_a_complete_trial(campaign: Campaign) -> None:
     assert (folder / "train.log").exists() and (folder / "evaluate.log").exists()
     assert json.loads((folder / "params.json").read_text()) == spec.params
     assert (folder / "output" / "model.json").exists()
+
+
+def test_a_node_with_its_own_scratch_folder_keeps_its_trials_there(
+    campaign: Campaign, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = tmp_path / "node-scratch"
+    monkeypatch.setenv(SCRATCH_ENV, str(own))
+    fetched: list[str] = []
+
+    def fetch(bundle_id: str) -> bytes:
+        fetched.append(bundle_id)
+        return campaign.fetch(bundle_id)
+
+    spec = campaign.spec(seed=1)
+    for seed in (1, 2):
+        result = run_trial(replace(spec, seed=seed, trial_id=f"n0-s{seed}"), fetch)
+        assert result.state is TrialState.COMPLETE, result.message
+    assert fetched == [spec.bundle_id]  # once for the node, whatever the trials
+    assert (own / "repos" / f"{spec.bundle_id}.git").is_dir()
+    assert {p.name for p in (own / "trials").iterdir()} == {"n0-s1", "n0-s2"}
+    assert not Path(spec.scratch_dir).exists()  # ray.scratch_dir, as the spec carries it, is not used
 
 
 def test_a_trial_records_where_it_ran(campaign: Campaign, monkeypatch: pytest.MonkeyPatch) -> None:
