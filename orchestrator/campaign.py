@@ -27,6 +27,7 @@ resume` finishes the start and `arborist run` may replace it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -258,9 +259,8 @@ def run(
 
     Returns the final progress summary. Raises CampaignInterrupted when stopped early.
     """
-    import ray
 
-    from cluster.actors import start_actor, stop_actor
+    from cluster.actors import start_actor
     from cluster.drafts import RemoteDrafts
     from cluster.runtime import connect
     from cluster.tune import build_tuner, make_suggester
@@ -296,23 +296,44 @@ def run(
             name=f"session-{_session_count(actor)}",
         )
         tuner.fit()
-    finally:
+    except BaseException:
         stop_polling.set()
-        if poller is not None:
-            poller.join(timeout=5)
-        summary: dict[str, Any] = ray.get(actor.close.remote())
-        stop_actor(name)
-        if drafts_actor is not None:
-            stop_actor(f"{name}-proposer")
-            drafts_actor = None
+        # The error on its way is what the user must see: closing is best effort, and a tree actor
+        # that is gone (or a Ray that is) must not replace it with an error of its own.
+        with contextlib.suppress(Exception):
+            _close(actor, name, drafts_actor is not None)
+        raise
+    stop_polling.set()
+    if poller is not None:
+        poller.join(timeout=5)
+    summary = _close(actor, name, drafts_actor is not None)
+    drafts_actor = None
     if on_progress is not None:
         on_progress(summary)
     if summary["phase"] != "done":
-        raise CampaignInterrupted(
-            f"campaign {config.name} stopped before it finished; every completed trial is in the "
-            f"ledger. Continue with: arborist resume {config.campaign_dir}"
-        )
+        raise CampaignInterrupted(f"campaign {config.name} stopped before it finished.")
     return summary
+
+
+def _close(actor: Any, name: str, with_drafts: bool) -> dict[str, Any]:
+    """Close the tree actor (its last flush) and stop the campaign's actors; the final summary."""
+    import ray
+
+    from cluster.actors import stop_actor
+
+    summary: dict[str, Any] = ray.get(actor.close.remote())
+    stop_actor(name)
+    if with_drafts:
+        stop_actor(f"{name}-proposer")
+    return summary
+
+
+def resume_hint(campaign_dir: Path) -> str:
+    """How to continue a campaign that stopped, on this machine and as a Ray job: one line."""
+    return (
+        f"Continue with: arborist resume {campaign_dir} (as a Ray job: ray job submit --address "
+        f"http://HEAD:8265 -- python -m orchestrator.cli resume {campaign_dir})"
+    )
 
 
 def llm_env(config: CampaignConfig) -> dict[str, str] | None:

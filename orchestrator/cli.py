@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from orchestrator.proposers.queue import QueueFileError
 from orchestrator.tree import ROOT_ID, NodeStatus, SearchTree
 from trials.errors import ProjectError
 
+EXIT_FAILED = 1  # the campaign started, then an error stopped it; the message says which
 EXIT_USAGE = 2
 EXIT_BASELINE_FAILED = 3  # the campaign ran, but its baseline failed: nothing could be compared
 EXIT_INTERRUPTED = 130
@@ -200,18 +204,91 @@ def _drive(config: CampaignConfig, setup: dict[str, Any] | None, *, quiet: bool)
     from orchestrator import campaign
 
     display = ProgressDisplay()
+    sigterm = _SigtermStops()
     try:
-        with display:
+        with sigterm, display:
             campaign.run(config, setup=setup, on_progress=None if quiet else display.update)
-    except campaign.CampaignInterrupted as exc:
-        _write_report(config)
-        print(f"arborist: {exc}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (Exception, KeyboardInterrupt) as exc:  # CampaignInterrupted included
+        return _ended_early(config, exc, sigterm.received)
     tree = report.load_tree(config)
     path = report.write_notebook(config, tree)
     print(f"campaign {config.name} finished; report: {path}", file=sys.stderr)
     print(f"summary: arborist report {config.campaign_dir} --json", file=sys.stderr)
     return _outcome_code(tree)
+
+
+class _SigtermStops:
+    """While a campaign runs, SIGTERM (`ray job stop`, `kill`, a pod being deleted) stops it as
+    Ctrl-C does: Ray Tune ends the session at its next step, and the driver says how to resume.
+
+    Installed after Ray started, whose own handler exits on the spot. Raising from the handler
+    while Ray waits in its C++ code comes out as a SystemError, so the handler hands over to the
+    SIGINT handler instead: Tune's while it runs (which sets a flag), else Python's (which raises
+    KeyboardInterrupt where Ray expects it). A second SIGTERM kills at once.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: Any = None
+
+    def __enter__(self) -> _SigtermStops:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None and signal.getsignal(signal.SIGTERM) == self._handle:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint) and on_sigint is not signal.default_int_handler:
+            on_sigint(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+
+def _ended_early(config: CampaignConfig, exc: BaseException, signum: int | None) -> int:
+    """Any end of a started campaign but its finish: say why and how to go on, write the report.
+
+    The resume line comes before the report: `ray job stop` gives the driver a few seconds
+    (RAY_JOB_STOP_WAIT_TIME_S) before it kills it, and that line is what the user needs most.
+    """
+    from orchestrator import campaign
+
+    assert config.campaign_dir is not None
+    campaign_dir = Path(config.campaign_dir)
+    if signum is not None:
+        print(f"arborist: stopped by {signal.Signals(signum).name}.", file=sys.stderr)
+        code = 128 + signum
+    elif isinstance(exc, KeyboardInterrupt | campaign.CampaignInterrupted):
+        print(f"arborist: {exc}" if str(exc) else "arborist: interrupted.", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    else:
+        traceback.print_exception(exc, file=sys.stderr)  # unforeseen: where it happened matters
+        cause = (str(exc).strip().splitlines() or [""])[0]
+        print(f"arborist: error: the campaign stopped on {type(exc).__name__}: {cause}", file=sys.stderr)
+        code = EXIT_FAILED
+    try:
+        started = campaign.has_events(config)
+    except Exception:
+        started = True  # a ledger that cannot be read is still a campaign's: resume is the way on
+    if not started:
+        print(f"arborist: nothing ran in {campaign_dir} (the start failed before its first event): "
+              f"`arborist resume {campaign_dir}` starts it, or the same `arborist run` replaces it.", file=sys.stderr)
+        return code
+    print(f"arborist: every completed trial is in the ledger. {campaign.resume_hint(campaign_dir)}",
+          file=sys.stderr, flush=True)
+    try:
+        path = _write_report(config)
+    except Exception as failure:
+        print(f"arborist: the report could not be written ({type(failure).__name__}: {failure}); "
+              f"`arborist report {campaign_dir}` writes it later.", file=sys.stderr)
+    else:
+        print(f"report (as far as the campaign got): {path}", file=sys.stderr)
+    return code
 
 
 def _outcome_code(tree: SearchTree) -> int:
