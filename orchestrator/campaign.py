@@ -78,6 +78,15 @@ def has_events(config: CampaignConfig) -> bool:
     return bool(load_events(fs, root, Path(config.campaign_dir) / "journal.wal"))
 
 
+def _holds_a_campaign(campaign_dir: Path) -> str:
+    """Why `run` refuses a folder that holds a campaign, and the three ways on."""
+    return (
+        f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
+        f"or start afresh there after removing it (`rm -r {campaign_dir}`: its trials and report go with it), "
+        "or choose another campaign_dir (or --campaign-dir) for a new one."
+    )
+
+
 def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
     """Prepare the campaign folder: snapshot, bundle, protected hashes. The project is only read.
 
@@ -87,10 +96,7 @@ def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
     assert config.campaign_dir is not None
     campaign_dir = Path(config.campaign_dir)
     if (campaign_dir / SETUP_FILE).exists() or has_events(config):
-        raise ConfigError(
-            f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
-            "or choose another campaign_dir (or --campaign-dir) for a new one."
-        )
+        raise ConfigError(_holds_a_campaign(campaign_dir))
     queues = {name: (path, load_queue(path)) for name, path in queue_files(config)}  # a broken one stops us here
     campaign_dir.mkdir(parents=True, exist_ok=True)
     # First, so that a start that dies from here on leaves a folder `arborist resume` can finish.
@@ -178,10 +184,7 @@ def clear_failed_start(config: CampaignConfig) -> list[str]:
     assert config.campaign_dir is not None
     campaign_dir = Path(config.campaign_dir)
     if has_events(config):
-        raise ConfigError(
-            f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
-            "or choose another campaign_dir (or --campaign-dir) for a new one."
-        )
+        raise ConfigError(_holds_a_campaign(campaign_dir))
     removed = []
     for name in FAILED_START_LEFTOVERS:
         path = campaign_dir / name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -203,13 +204,14 @@ def _start_ray(config: CampaignConfig) -> bool:
 def _drive(config: CampaignConfig, setup: dict[str, Any] | None, *, quiet: bool) -> int:
     from orchestrator import campaign
 
+    assert config.campaign_dir is not None
     display = ProgressDisplay()
-    sigterm = _SigtermStops()
+    sigterm = _SigtermStops(Path(config.campaign_dir))
     try:
         with sigterm, display:
             campaign.run(config, setup=setup, on_progress=None if quiet else display.update)
     except (Exception, KeyboardInterrupt) as exc:  # CampaignInterrupted included
-        return _ended_early(config, exc, sigterm.received)
+        return _ended_early(config, exc, sigterm)
     tree = report.load_tree(config)
     path = report.write_notebook(config, tree)
     print(f"campaign {config.name} finished; report: {path}", file=sys.stderr)
@@ -224,11 +226,15 @@ class _SigtermStops:
     Installed after Ray started, whose own handler exits on the spot. Raising from the handler
     while Ray waits in its C++ code comes out as a SystemError, so the handler hands over to the
     SIGINT handler instead: Tune's while it runs (which sets a flag), else Python's (which raises
-    KeyboardInterrupt where Ray expects it). A second SIGTERM kills at once.
+    KeyboardInterrupt where Ray expects it). The resume line is printed at once: `ray job stop`
+    kills the driver a few seconds later (RAY_JOB_STOP_WAIT_TIME_S), often before the session
+    has ended. A second SIGTERM kills at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, campaign_dir: Path) -> None:
         self.received: int | None = None
+        self.announced = False  # the resume line is out
+        self._campaign_dir = campaign_dir
         self._previous: Any = None
 
     def __enter__(self) -> _SigtermStops:
@@ -241,8 +247,16 @@ class _SigtermStops:
             signal.signal(signal.SIGTERM, self._previous)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        from orchestrator import campaign
+
         self.received = signum
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # A signal that lands in the middle of a write to stderr cannot write there ("reentrant
+        # call"): the line then comes after the session ended.
+        with contextlib.suppress(RuntimeError):
+            print(f"arborist: stopped by {signal.Signals(signum).name}. {campaign.resume_hint(self._campaign_dir)}",
+                  file=sys.stderr, flush=True)
+            self.announced = True
         on_sigint = signal.getsignal(signal.SIGINT)
         if callable(on_sigint) and on_sigint is not signal.default_int_handler:
             on_sigint(signal.SIGINT, frame)
@@ -250,19 +264,20 @@ class _SigtermStops:
             raise KeyboardInterrupt
 
 
-def _ended_early(config: CampaignConfig, exc: BaseException, signum: int | None) -> int:
+def _ended_early(config: CampaignConfig, exc: BaseException, sigterm: _SigtermStops) -> int:
     """Any end of a started campaign but its finish: say why and how to go on, write the report.
 
-    The resume line comes before the report: `ray job stop` gives the driver a few seconds
-    (RAY_JOB_STOP_WAIT_TIME_S) before it kills it, and that line is what the user needs most.
+    The resume line comes before the report, which may take a while; after SIGTERM, whose
+    handler printed it already, it is not repeated.
     """
     from orchestrator import campaign
 
     assert config.campaign_dir is not None
     campaign_dir = Path(config.campaign_dir)
-    if signum is not None:
-        print(f"arborist: stopped by {signal.Signals(signum).name}.", file=sys.stderr)
-        code = 128 + signum
+    if sigterm.received is not None:
+        code = 128 + sigterm.received
+        if not sigterm.announced:
+            print(f"arborist: stopped by {signal.Signals(sigterm.received).name}.", file=sys.stderr)
     elif isinstance(exc, KeyboardInterrupt | campaign.CampaignInterrupted):
         print(f"arborist: {exc}" if str(exc) else "arborist: interrupted.", file=sys.stderr)
         code = EXIT_INTERRUPTED
@@ -279,8 +294,9 @@ def _ended_early(config: CampaignConfig, exc: BaseException, signum: int | None)
         print(f"arborist: nothing ran in {campaign_dir} (the start failed before its first event): "
               f"`arborist resume {campaign_dir}` starts it, or the same `arborist run` replaces it.", file=sys.stderr)
         return code
-    print(f"arborist: every completed trial is in the ledger. {campaign.resume_hint(campaign_dir)}",
-          file=sys.stderr, flush=True)
+    if not sigterm.announced:
+        print(f"arborist: every completed trial is in the ledger. {campaign.resume_hint(campaign_dir)}",
+              file=sys.stderr, flush=True)
     try:
         path = _write_report(config)
     except Exception as failure:

@@ -47,8 +47,10 @@ def _of(events: list[Event], kind: str) -> list[Event]:
 
 
 def _job(cluster: LocalCluster, *args: str, timeout: float = JOB_S) -> subprocess.CompletedProcess[str]:
-    """`ray job ARGS` against the cluster's job server, from the repository root."""
-    return subprocess.run([RAY, "job", *args], cwd=REPO, env=cluster.env(), capture_output=True, text=True,
+    """`ray job ARGS` against the cluster's job server, from the repository root. Without
+    RAY_ADDRESS, which `ray job` would take over its --address."""
+    env = {k: v for k, v in cluster.env().items() if k != "RAY_ADDRESS"}
+    return subprocess.run([RAY, "job", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
 
 
@@ -125,4 +127,11 @@ def test_a_token_file_on_a_cluster_without_token_auth_is_refused_before_anything
                            env={**env, "RAY_AUTH_MODE": "disabled"}, capture_output=True, text=True, timeout=JOB_S,
                            check=False)
     assert fixed.returncode == 0, fixed.stderr[-3000:]
-    assert _of(_events(tmp_path / "campaign"), "campaign_finished")
+    campaign = tmp_path / "campaign"
+    assert _of(_events(campaign), "campaign_finished")
+    # A folder that holds a campaign is another matter: `run` refuses it, saying each way on.
+    again = subprocess.run([PYTHON, "-m", "orchestrator.cli", "run", str(config)],
+                           env={**env, "RAY_AUTH_MODE": "disabled"}, capture_output=True, text=True, timeout=JOB_S,
+                           check=False)
+    assert again.returncode == 2, again.stderr[-3000:]
+    assert f"arborist resume {campaign}" in again.stderr and f"rm -r {campaign}" in again.stderr
