@@ -262,7 +262,6 @@ def run(
 
     Returns the final progress summary. Raises CampaignInterrupted when stopped early.
     """
-
     from cluster.actors import start_actor
     from cluster.drafts import RemoteDrafts
     from cluster.runtime import connect
