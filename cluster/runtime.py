@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from pathlib import Path
 
 import ray
 from ray.util import get_node_ip_address
@@ -42,6 +43,9 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     if address is None and os.environ.get("RAY_ADDRESS"):
         address = os.environ["RAY_ADDRESS"]  # set by `ray job submit` for the job's driver
     kwargs: dict[str, object] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    # Ray may turn token authentication on by itself while joining (below); what was asked for is
+    # read first, so that a mismatch can say which of the two it was.
+    mode_asked = os.environ.get(AUTH_MODE_ENV)
     try:
         if address is None:
             # "local" means a fresh Ray: a bare init() would join a leftover `ray start` cluster.
@@ -50,10 +54,91 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
             ray.init(address=address, **kwargs)  # type: ignore[arg-type]
     except Exception as exc:
         raise RayStartError(_start_failure(address, exc)) from exc
+    if address is not None:
+        _check_auth_agrees(address, mode_asked)
+
+
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+AUTH_PROBE_S = 60.0  # a cluster too busy to run a CPU-less task this soon is not held against it
+
+
+def _token_sources() -> str:
+    """Where this process's Ray looks for its token, first match wins, and what each holds."""
+    path_env = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    default = Path.home() / ".ray" / "auth_token"
+    return (
+        f"RAY_AUTH_TOKEN ({'set' if os.environ.get('RAY_AUTH_TOKEN') else 'unset'}), then the file "
+        f"RAY_AUTH_TOKEN_PATH names ({path_env or 'unset'}), then {default} "
+        f"({'present' if default.is_file() else 'absent'})"
+    )
+
+
+def _check_auth_agrees(address: str, mode_asked: str | None) -> None:
+    """Refuse to go on when this driver uses token authentication and the cluster does not.
+
+    Joining such a cluster succeeds (it checks no token), but the cluster's processes then call
+    back into this driver without one and are refused: every actor dies before it starts
+    ("ActorDiedError ... cancelled before it started running"), the tree actor first. Ray turns
+    token authentication on by itself when the address is `auto` and it finds a token (a
+    ~/.ray/auth_token left by an earlier local Ray is enough). Tasks do run, so one asks a node
+    which mode the cluster has.
+    """
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    if not is_token_auth_enabled():
+        return  # a cluster that wants a token has refused us already, at ray.init
+    try:
+        cluster_uses_token = ray.get(_uses_token.remote(), timeout=AUTH_PROBE_S)
+    except Exception:
+        return  # no answer is no evidence: the campaign's own start will say what is wrong
+    if cluster_uses_token:
+        return
+    ray.shutdown()
+    why = ("RAY_AUTH_MODE=token is set" if mode_asked == "token" else
+           f"Ray turned it on by itself: RAY_AUTH_MODE is unset, the address is {address} and it found a token")
+    raise RayStartError(
+        f"the Ray cluster at {address} runs without token authentication, but this process uses it ({why}; "
+        f"it reads {_token_sources()}). The cluster's processes would call back into this driver without a "
+        "token and be refused, so every actor would die before it started (ActorDiedError: cancelled before it "
+        "started running). Nothing was run. Either run arborist with RAY_AUTH_MODE=disabled in its environment, "
+        "or restart the cluster with token authentication (RAY_AUTH_MODE=token and the same token on every "
+        "node; docs/cluster.md, \"Token authentication\")."
+    )
+
+
+@ray.remote(num_cpus=0)
+def _uses_token() -> bool:
+    """Whether the node this runs on uses token authentication (its processes share the raylet's mode)."""
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    return bool(is_token_auth_enabled())
+
+
+def _refused_token(exc: BaseException) -> bool:
+    """Whether a failed ray.init was the cluster refusing this process's token. Ray raises an
+    AuthenticationError, or, after its retries, a RuntimeError whose text holds that error's."""
+    from ray.exceptions import AuthenticationError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, AuthenticationError) or "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _start_failure(address: str | None, exc: Exception) -> str:
     cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if address is not None and _refused_token(exc):
+        explicit = "" if address == "auto" or os.environ.get(AUTH_MODE_ENV) == "token" else (
+            " With an explicit address, Ray sends a token only when RAY_AUTH_MODE=token is set: set it."
+        )
+        return (
+            f"the Ray cluster at {address} uses token authentication and refused this process's token (missing, "
+            f"or not the cluster's). Nothing was run. This process's Ray reads {_token_sources()}.{explicit} "
+            "Give it the cluster's token (`ray get-auth-token` prints it on a node of the cluster), e.g. "
+            "RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<token> arborist run ... (docs/cluster.md, \"Token authentication\")."
+        )
     if address is None:
         return (
             f"could not start a local Ray ({type(exc).__name__}: {cause}). Nothing was run. Check free space "

@@ -27,6 +27,7 @@ resume` finishes the start and `arborist run` may replace it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -77,6 +78,15 @@ def has_events(config: CampaignConfig) -> bool:
     return bool(load_events(fs, root, Path(config.campaign_dir) / "journal.wal"))
 
 
+def _holds_a_campaign(campaign_dir: Path) -> str:
+    """Why `run` refuses a folder that holds a campaign, and the three ways on."""
+    return (
+        f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
+        f"or start afresh there after removing it (`rm -r {campaign_dir}`: its trials and report go with it), "
+        "or choose another campaign_dir (or --campaign-dir) for a new one."
+    )
+
+
 def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
     """Prepare the campaign folder: snapshot, bundle, protected hashes. The project is only read.
 
@@ -86,10 +96,7 @@ def prepare(config: CampaignConfig, config_path: Path | None) -> dict[str, Any]:
     assert config.campaign_dir is not None
     campaign_dir = Path(config.campaign_dir)
     if (campaign_dir / SETUP_FILE).exists() or has_events(config):
-        raise ConfigError(
-            f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
-            "or choose another campaign_dir (or --campaign-dir) for a new one."
-        )
+        raise ConfigError(_holds_a_campaign(campaign_dir))
     queues = {name: (path, load_queue(path)) for name, path in queue_files(config)}  # a broken one stops us here
     campaign_dir.mkdir(parents=True, exist_ok=True)
     # First, so that a start that dies from here on leaves a folder `arborist resume` can finish.
@@ -177,10 +184,7 @@ def clear_failed_start(config: CampaignConfig) -> list[str]:
     assert config.campaign_dir is not None
     campaign_dir = Path(config.campaign_dir)
     if has_events(config):
-        raise ConfigError(
-            f"{campaign_dir} already holds a campaign. Continue it with `arborist resume {campaign_dir}`, "
-            "or choose another campaign_dir (or --campaign-dir) for a new one."
-        )
+        raise ConfigError(_holds_a_campaign(campaign_dir))
     removed = []
     for name in FAILED_START_LEFTOVERS:
         path = campaign_dir / name
@@ -258,9 +262,7 @@ def run(
 
     Returns the final progress summary. Raises CampaignInterrupted when stopped early.
     """
-    import ray
-
-    from cluster.actors import start_actor, stop_actor
+    from cluster.actors import start_actor
     from cluster.drafts import RemoteDrafts
     from cluster.runtime import connect
     from cluster.tune import build_tuner, make_suggester
@@ -296,23 +298,44 @@ def run(
             name=f"session-{_session_count(actor)}",
         )
         tuner.fit()
-    finally:
+    except BaseException:
         stop_polling.set()
-        if poller is not None:
-            poller.join(timeout=5)
-        summary: dict[str, Any] = ray.get(actor.close.remote())
-        stop_actor(name)
-        if drafts_actor is not None:
-            stop_actor(f"{name}-proposer")
-            drafts_actor = None
+        # The error on its way is what the user must see: closing is best effort, and a tree actor
+        # that is gone (or a Ray that is) must not replace it with an error of its own.
+        with contextlib.suppress(Exception):
+            _close(actor, name, drafts_actor is not None)
+        raise
+    stop_polling.set()
+    if poller is not None:
+        poller.join(timeout=5)
+    summary = _close(actor, name, drafts_actor is not None)
+    drafts_actor = None
     if on_progress is not None:
         on_progress(summary)
     if summary["phase"] != "done":
-        raise CampaignInterrupted(
-            f"campaign {config.name} stopped before it finished; every completed trial is in the "
-            f"ledger. Continue with: arborist resume {config.campaign_dir}"
-        )
+        raise CampaignInterrupted(f"campaign {config.name} stopped before it finished.")
     return summary
+
+
+def _close(actor: Any, name: str, with_drafts: bool) -> dict[str, Any]:
+    """Close the tree actor (its last flush) and stop the campaign's actors; the final summary."""
+    import ray
+
+    from cluster.actors import stop_actor
+
+    summary: dict[str, Any] = ray.get(actor.close.remote())
+    stop_actor(name)
+    if with_drafts:
+        stop_actor(f"{name}-proposer")
+    return summary
+
+
+def resume_hint(campaign_dir: Path) -> str:
+    """How to continue a campaign that stopped, on this machine and as a Ray job: one line."""
+    return (
+        f"Continue with: arborist resume {campaign_dir} (as a Ray job: ray job submit --address "
+        f"http://HEAD:8265 -- python -m orchestrator.cli resume {campaign_dir})"
+    )
 
 
 def llm_env(config: CampaignConfig) -> dict[str, str] | None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from orchestrator.proposers.queue import QueueFileError
 from orchestrator.tree import ROOT_ID, NodeStatus, SearchTree
 from trials.errors import ProjectError
 
+EXIT_FAILED = 1  # the campaign started, then an error stopped it; the message says which
 EXIT_USAGE = 2
 EXIT_BASELINE_FAILED = 3  # the campaign ran, but its baseline failed: nothing could be compared
 EXIT_INTERRUPTED = 130
@@ -199,19 +204,107 @@ def _start_ray(config: CampaignConfig) -> bool:
 def _drive(config: CampaignConfig, setup: dict[str, Any] | None, *, quiet: bool) -> int:
     from orchestrator import campaign
 
+    assert config.campaign_dir is not None
     display = ProgressDisplay()
+    sigterm = _SigtermStops(Path(config.campaign_dir))
     try:
-        with display:
+        with sigterm, display:
             campaign.run(config, setup=setup, on_progress=None if quiet else display.update)
-    except campaign.CampaignInterrupted as exc:
-        _write_report(config)
-        print(f"arborist: {exc}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (Exception, KeyboardInterrupt) as exc:  # CampaignInterrupted included
+        return _ended_early(config, exc, sigterm)
     tree = report.load_tree(config)
     path = report.write_notebook(config, tree)
     print(f"campaign {config.name} finished; report: {path}", file=sys.stderr)
     print(f"summary: arborist report {config.campaign_dir} --json", file=sys.stderr)
     return _outcome_code(tree)
+
+
+class _SigtermStops:
+    """While a campaign runs, SIGTERM (`ray job stop`, `kill`, a pod being deleted) stops it as
+    Ctrl-C does: Ray Tune ends the session at its next step, and the driver says how to resume.
+
+    Installed after Ray started, whose own handler exits on the spot. Raising from the handler
+    while Ray waits in its C++ code comes out as a SystemError, so the handler hands over to the
+    SIGINT handler instead: Tune's while it runs (which sets a flag), else Python's (which raises
+    KeyboardInterrupt where Ray expects it). The resume line is printed at once: `ray job stop`
+    kills the driver a few seconds later (RAY_JOB_STOP_WAIT_TIME_S), often before the session
+    has ended. A second SIGTERM kills at once.
+    """
+
+    def __init__(self, campaign_dir: Path) -> None:
+        self.received: int | None = None
+        self.announced = False  # the resume line is out
+        self._campaign_dir = campaign_dir
+        self._previous: Any = None
+
+    def __enter__(self) -> _SigtermStops:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None and signal.getsignal(signal.SIGTERM) == self._handle:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        from orchestrator import campaign
+
+        self.received = signum
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # A signal that lands in the middle of a write to stderr cannot write there ("reentrant
+        # call"): the line then comes after the session ended.
+        with contextlib.suppress(RuntimeError):
+            print(f"arborist: stopped by {signal.Signals(signum).name}. {campaign.resume_hint(self._campaign_dir)}",
+                  file=sys.stderr, flush=True)
+            self.announced = True
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint) and on_sigint is not signal.default_int_handler:
+            on_sigint(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+
+def _ended_early(config: CampaignConfig, exc: BaseException, sigterm: _SigtermStops) -> int:
+    """Any end of a started campaign but its finish: say why and how to go on, write the report.
+
+    The resume line comes before the report, which may take a while; after SIGTERM, whose
+    handler printed it already, it is not repeated.
+    """
+    from orchestrator import campaign
+
+    assert config.campaign_dir is not None
+    campaign_dir = Path(config.campaign_dir)
+    if sigterm.received is not None:
+        code = 128 + sigterm.received
+        if not sigterm.announced:
+            print(f"arborist: stopped by {signal.Signals(sigterm.received).name}.", file=sys.stderr)
+    elif isinstance(exc, KeyboardInterrupt | campaign.CampaignInterrupted):
+        print(f"arborist: {exc}" if str(exc) else "arborist: interrupted.", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    else:
+        traceback.print_exception(exc, file=sys.stderr)  # unforeseen: where it happened matters
+        cause = (str(exc).strip().splitlines() or [""])[0]
+        print(f"arborist: error: the campaign stopped on {type(exc).__name__}: {cause}", file=sys.stderr)
+        code = EXIT_FAILED
+    try:
+        started = campaign.has_events(config)
+    except Exception:
+        started = True  # a ledger that cannot be read is still a campaign's: resume is the way on
+    if not started:
+        print(f"arborist: nothing ran in {campaign_dir} (the start failed before its first event): "
+              f"`arborist resume {campaign_dir}` starts it, or the same `arborist run` replaces it.", file=sys.stderr)
+        return code
+    if not sigterm.announced:
+        print(f"arborist: every completed trial is in the ledger. {campaign.resume_hint(campaign_dir)}",
+              file=sys.stderr, flush=True)
+    try:
+        path = _write_report(config)
+    except Exception as failure:
+        print(f"arborist: the report could not be written ({type(failure).__name__}: {failure}); "
+              f"`arborist report {campaign_dir}` writes it later.", file=sys.stderr)
+    else:
+        print(f"report (as far as the campaign got): {path}", file=sys.stderr)
+    return code
 
 
 def _outcome_code(tree: SearchTree) -> int:
