@@ -14,7 +14,9 @@ Besides trials per second it reports, for arborist:
   cluster, its GPU) outside its train step, from the times each trial's result records (the
   slot taken, each step's command, the result ready); split into the evaluate step and the rest;
 - the tree actor's serial time per trial (p50, p99): its suggest() and complete() calls;
-- slot use for both sides: the train steps' time over the slots' time (max_concurrent x wall).
+- slot use for both sides: the train steps' time over the slots' time (max_concurrent x wall);
+- steady throughput for both sides: trials over the span from the first trial's start to the last
+  one's end, and the fixed rest of the wall time (starting and ending the run).
 
 Usage: .venv/bin/python scripts/bench_overhead.py [--trials 40] [--train-s 0] [--json FILE]
 """
@@ -63,11 +65,12 @@ def make_project(root: Path, train_s: float) -> Path:
     return project
 
 
-def bare_tune(project: Path, trials: int, scratch: Path) -> tuple[float, float]:
-    """Wall seconds, and the train steps' seconds summed."""
+def bare_tune(project: Path, trials: int, scratch: Path) -> tuple[float, float, float]:
+    """Wall seconds, the train steps' seconds summed, and the trials' span (first start to last end)."""
     from ray import tune
 
     def trainable(config: dict[str, Any]) -> None:
+        started_at = time.time()
         out = scratch / f"t{config['i']}"
         out.mkdir(parents=True, exist_ok=True)
         params = out / "params.json"
@@ -78,7 +81,8 @@ def bare_tune(project: Path, trials: int, scratch: Path) -> tuple[float, float]:
         subprocess.run([sys.executable, "train.py"], cwd=project, env=env, check=True)
         train_s = time.perf_counter() - began
         subprocess.run([sys.executable, "evaluate.py"], cwd=project, env=env, check=True)
-        tune.report({**json.loads((out / "metrics.json").read_text()), "train_s": train_s})
+        tune.report({**json.loads((out / "metrics.json").read_text()), "train_s": train_s,
+                     "started_at": started_at, "finished_at": time.time()})
 
     start = time.perf_counter()
     tuner = tune.Tuner(
@@ -89,7 +93,9 @@ def bare_tune(project: Path, trials: int, scratch: Path) -> tuple[float, float]:
     )
     results = tuner.fit()
     wall_s = time.perf_counter() - start
-    return wall_s, sum(float(r.metrics["train_s"]) for r in results)
+    metrics = [r.metrics for r in results]
+    span_s = max(m["finished_at"] for m in metrics) - min(m["started_at"] for m in metrics)
+    return wall_s, sum(float(m["train_s"]) for m in metrics), span_s
 
 
 def arborist_campaign(project: Path, trials: int, root: Path) -> tuple[float, dict[str, Any], list[dict[str, Any]]]:
@@ -158,11 +164,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         project = make_project(root, args.train_s)
-        bare_s, bare_train_s = bare_tune(project, args.trials, root / "bare")
+        bare_s, bare_train_s, bare_span_s = bare_tune(project, args.trials, root / "bare")
         ours_s, summary, results = arborist_campaign(project, args.trials, root)
     ours_train_s = sum(r["step_times"]["train"][1] - r["step_times"]["train"][0]
                        for r in results if "train" in (r.get("step_times") or {}))
     bare_rate, ours_rate = args.trials / bare_s, args.trials / ours_s
+    # Between the first trial's start and the last one's end: without the fixed cost of starting and
+    # ending (for arborist: the snapshot, the tree actor, the ledger's last writes).
+    ours_span_s = max(r["finished_at"] for r in results) - min(r["started_at"] for r in results)
+    bare_steady, ours_steady = args.trials / bare_span_s, args.trials / ours_span_s
     figures = {
         "trials": args.trials,
         "train_s": args.train_s,
@@ -170,6 +180,11 @@ def main() -> None:
         "arborist_trials_per_s": round(ours_rate, 3),
         "ratio_arborist_to_bare": round(ours_rate / bare_rate, 3),
         "arborist_overhead_s_per_trial": round((ours_s - bare_s) / args.trials, 3),
+        "bare_tune_steady_trials_per_s": round(bare_steady, 3),
+        "arborist_steady_trials_per_s": round(ours_steady, 3),
+        "steady_ratio_arborist_to_bare": round(ours_steady / bare_steady, 3),
+        "arborist_fixed_s": round(ours_s - ours_span_s, 2),
+        "bare_tune_fixed_s": round(bare_s - bare_span_s, 2),
         "arborist_idle_slot_s_per_trial": idle_slot_s(results),
         "tree_actor_ms_per_trial": summary.get("tree_actor_ms_per_trial"),
         "slot_use_bare": round(bare_train_s / (MAX_CONCURRENT * bare_s), 3),
