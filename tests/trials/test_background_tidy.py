@@ -109,3 +109,22 @@ def test_a_worker_killed_while_tidying_loses_no_record_and_leaves_no_scratch(
     assert {p.name for p in folder(cut).iterdir()} <= RECORD
     assert json.loads((folder(cut) / "finished.json").read_text())["state"] == "COMPLETE"
     assert registered_worktrees(campaign) == 1
+
+
+def test_trials_tidied_in_the_background_keep_the_scratch_folder_within_the_retention_rule(
+    campaign: Campaign,
+) -> None:
+    keep = RetentionSpec(keep_complete=1, keep_failed=1)
+    specs = [campaign.spec(trial_id=f"r{i}", params={"mode": mode}, retention=keep)
+             for i, mode in enumerate(["ok", "crash", "ok", "crash", "ok"])]
+    for spec in specs:
+        run_trial(spec, campaign.fetch, tidy_in_background=True)
+    for spec in specs:
+        wait_tidied(spec)
+    # Each tidying lets go of its folder before it prunes, so the last pruning to run saw every folder.
+    trials = campaign.scratch / "trials"
+    kept = {p.name: json.loads((p / "finished.json").read_text())["state"] for p in trials.iterdir()}
+    assert kept == {"r4": "COMPLETE", "r3": "FAIL"}
+    for name in kept:
+        assert {p.name for p in (trials / name).iterdir()} <= RECORD
+    assert registered_worktrees(campaign) == 1
