@@ -8,6 +8,7 @@ and so the trial's own processes, never see it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -84,10 +85,19 @@ class TreeSearcher(Searcher):
         """Nothing to restore: a resumed campaign replays the ledger."""
 
 
-def trial_trainable(config: dict[str, Any]) -> None:
-    """Run one trial on this worker; intermediate ARBORIST_REPORT lines go to Tune's schedulers."""
+def trial_trainable(config: dict[str, Any], bundles: dict[str, list[Any]] | None = None) -> None:
+    """Run one trial on this worker; intermediate ARBORIST_REPORT lines go to Tune's schedulers.
+
+    `bundles` maps the campaign's bundle id to its bytes in Ray's object store (a reference in a
+    list, so that Tune does not fetch it for every trial): a worker reads it from there rather
+    than from the tree actor, since a handle to the tree actor makes a fresh worker import the
+    whole orchestrator (seconds, while the trial holds its slot). The trial's worktree and
+    scratch parts are removed in the background once its result is ready, so that the worker's
+    next trial, which Tune gives this same actor (reuse_actors), starts at once.
+    """
+    slot_taken_at = time.time()
     spec = TrialSpec.from_dict(config["spec"])
-    actor = ray.get_actor(config["actor"], namespace=NAMESPACE)
+    actor_name = config["actor"]
 
     def on_report(payload: dict[str, Any]) -> None:
         numbers = {k: float(v) for k, v in payload.items() if _is_number(v)}
@@ -102,24 +112,35 @@ def trial_trainable(config: dict[str, Any]) -> None:
     node = replace(where, gpu_ids="").to_dict()  # the machine, not the trial: the journal says who fetched
 
     def fetch_bundle(bundle_id: str) -> bytes:
+        if bundles and bundle_id in bundles:
+            data = cast(bytes, ray.get(bundles[bundle_id][0]))
+            # Journaled off the trial's path: the lookup of the tree actor can take seconds here.
+            threading.Thread(target=_journal_fetch, args=(actor_name, bundle_id, len(data), node),
+                             daemon=True).start()
+            return data
+        actor = ray.get_actor(actor_name, namespace=NAMESPACE)
         return cast(bytes, ray.get(actor.bundle_bytes.remote(bundle_id, node)))
 
     stop, done = threading.Event(), threading.Event()
-    watcher = threading.Thread(target=_watch_for_stop, args=(actor, spec.trial_id, stop, done), daemon=True)
+    watcher = threading.Thread(target=_watch_for_stop, args=(actor_name, spec.trial_id, stop, done), daemon=True)
     watcher.start()
     try:
-        result = run_trial(spec, fetch_bundle, on_report, stop, placement=cluster)
+        result = run_trial(spec, fetch_bundle, on_report, stop, placement=cluster, started_at=slot_taken_at,
+                           tidy_in_background=True)
     finally:
         done.set()
     tune.report({RESULT_KEY: json.dumps(result.to_dict()), "done": True})
 
 
-def _watch_for_stop(actor: Any, trial_id: str, stop: threading.Event, done: threading.Event) -> None:
+def _watch_for_stop(actor_name: str, trial_id: str, stop: threading.Event, done: threading.Event) -> None:
     """Set `stop` once the tree actor says the campaign stopped the trial (its wall-clock budget ran
     out): run_trial then stops the trial's processes. Asking fails while the actor restarts: the
     next round asks again."""
+    actor = None
     while not done.wait(STOP_POLL_S):
         try:
+            # Looked up here, not before the trial starts: a fresh worker's first lookup can take seconds.
+            actor = actor or ray.get_actor(actor_name, namespace=NAMESPACE)
             if ray.get(actor.should_stop.remote(trial_id), timeout=30):
                 stop.set()
                 return
@@ -127,15 +148,25 @@ def _watch_for_stop(actor: Any, trial_id: str, stop: threading.Event, done: thre
             continue
 
 
+def _journal_fetch(actor_name: str, bundle_id: str, size: int, node: dict[str, Any]) -> None:
+    """Tell the tree actor that this node took the bundle from the object store (`bundle_sent`)."""
+    with contextlib.suppress(Exception):  # a journal line lost must not fail the trial
+        actor = ray.get_actor(actor_name, namespace=NAMESPACE)
+        ray.get(actor.bundle_fetched.remote(bundle_id, size, node), timeout=60)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def build_tuner(
-    actor_name: str, *, max_concurrent: int, cpus: float, gpus: float, storage_dir: Path, name: str
+    actor_name: str, *, max_concurrent: int, cpus: float, gpus: float, storage_dir: Path, name: str,
+    bundle: tuple[str, bytes] | None = None,
 ) -> tune.Tuner:
+    """`bundle`: the campaign bundle's id and bytes, put in Ray's object store for the workers."""
     searcher = ConcurrencyLimiter(TreeSearcher(actor_name), max_concurrent=max_concurrent)
-    trainable = tune.with_resources(trial_trainable, {"cpu": cpus, "gpu": gpus})
+    bundles = {bundle[0]: [ray.put(bundle[1])]} if bundle is not None else None
+    trainable = tune.with_resources(tune.with_parameters(trial_trainable, bundles=bundles), {"cpu": cpus, "gpu": gpus})
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

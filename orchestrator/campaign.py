@@ -296,6 +296,7 @@ def run(
             gpus=config.ray.gpus_per_trial,
             storage_dir=Path(config.campaign_dir) / "tune",
             name=f"session-{_session_count(actor)}",
+            bundle=_bundle(config, setup),
         )
         tuner.fit()
     except BaseException:
@@ -336,6 +337,18 @@ def resume_hint(campaign_dir: Path) -> str:
         f"Continue with: arborist resume {campaign_dir} (as a Ray job: ray job submit --address "
         f"http://HEAD:8265 -- python -m orchestrator.cli resume {campaign_dir})"
     )
+
+
+def _bundle(config: CampaignConfig, setup: dict[str, Any] | None) -> tuple[str, bytes] | None:
+    """The campaign bundle's id and bytes, for the workers; None when the folder has no setup.json
+    (its workers then fetch the bundle from the tree actor)."""
+    assert config.campaign_dir is not None
+    setup_path = Path(config.campaign_dir) / SETUP_FILE
+    if setup is None and setup_path.is_file():
+        setup = json.loads(setup_path.read_text())
+    if setup is None:
+        return None
+    return setup["bundle_id"], Path(setup["bundle_path"]).read_bytes()
 
 
 def llm_env(config: CampaignConfig) -> dict[str, str] | None:

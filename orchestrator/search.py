@@ -64,6 +64,10 @@ class SearchService:
         self._storage_warnings: list[str] = []
         self.ledger = Ledger(storage, self.campaign_dir / "journal.wal", s3=self.config.s3,
                              warn=self._storage_warnings.append)
+        # The tree actor serves one call at a time: its time per trial (the suggest() that
+        # dispatched it and the complete() that recorded it) is time every other slot may wait.
+        self._dispatch_s: dict[str, float] = {}  # trial id -> its suggest() call, until it completes
+        self._serial_s: list[float] = []  # per recorded trial: suggest() + complete()
         self.repo = CampaignRepo(self.campaign_dir / "repo")
         self.tree = SearchTree.replay(self.ledger.load_events(), sink=self.ledger.append, clock=clock)
         inbox = [(INBOX_PROPOSER, inbox_path(self.campaign_dir))]
@@ -115,6 +119,7 @@ class SearchService:
     def suggest(self) -> dict[str, Any] | str | None:
         """The next trial to run ({"spec": a TrialSpec dict, "token": its dispatch token}), None
         to wait, or FINISHED. The token is for the caller alone: the trial must not see it."""
+        began = time.perf_counter()
         if self._embedder is not None:
             self._embedder.sync_spent(self.tree.llm_usd)
         dispatch = self.engine.next_trial()
@@ -122,7 +127,9 @@ class SearchService:
         if dispatch is None or isinstance(dispatch, str):
             return dispatch
         record = dispatch.record
-        return {"spec": self._spec(record.node_id, record.seed).to_dict(), "token": dispatch.token}
+        answer = {"spec": self._spec(record.node_id, record.seed).to_dict(), "token": dispatch.token}
+        self._dispatch_s[record.trial_id] = time.perf_counter() - began
+        return answer
 
     def complete(
         self, trial_id: str, token: str, result: dict[str, Any] | None, error: bool = False,
@@ -131,10 +138,13 @@ class SearchService:
         """Record a trial's result, given with its dispatch token; a trial with no result was lost
         (on the node `placement` says, when known) and runs again. False when refused: a wrong
         token, or a trial not running in this session."""
+        began = time.perf_counter()
         taken = self.engine.record_result(trial_id, token, result, error, placement)
         self._journal_embeddings()
         if self.ledger.due():
             self._flush()
+        if taken:
+            self._serial_s.append(self._dispatch_s.pop(trial_id, 0.0) + time.perf_counter() - began)
         return taken
 
     def should_stop(self, trial_id: str) -> bool:
@@ -148,23 +158,44 @@ class SearchService:
         return stop
 
     def bundle_bytes(self, bundle_id: str, placement: dict[str, Any] | None = None) -> bytes:
-        """The campaign bundle, for a machine that has no copy of it yet (it fetches it once per
-        scratch folder: trials/worktree.py). Each fetch is journaled (`bundle_sent`) with where the
-        worker says it runs (`placement`, a Placement's fields), so the ledger shows every node
-        fetching it once."""
+        """The campaign bundle, for a machine that has no copy of it yet and no copy in Ray's
+        object store (it fetches it once per scratch folder: trials/worktree.py); journaled as
+        `bundle_fetched` journals it."""
+        self._check_bundle(bundle_id)
+        data = Path(self.tree.meta["bundle_path"]).read_bytes()
+        self.bundle_fetched(bundle_id, len(data), placement)
+        return data
+
+    def bundle_fetched(self, bundle_id: str, size: int, placement: dict[str, Any] | None = None) -> None:
+        """Journal (`bundle_sent`) that a machine took its copy of the bundle, with where the worker
+        says it runs (`placement`, a Placement's fields), so the ledger shows every node fetching
+        it once, whether from the object store or from here."""
+        self._check_bundle(bundle_id)
+        where = lost_placement(placement)
+        self.tree.record("bundle_sent", bundle_id=bundle_id, bytes=size, **({"placement": where} if where else {}))
+
+    def _check_bundle(self, bundle_id: str) -> None:
         if bundle_id != self.tree.meta.get("bundle_id"):
             raise ValueError(f"unknown bundle {bundle_id}")
-        data = Path(self.tree.meta["bundle_path"]).read_bytes()
-        where = lost_placement(placement)
-        self.tree.record("bundle_sent", bundle_id=bundle_id, bytes=len(data), **({"placement": where} if where else {}))
-        return data
 
     def close(self) -> dict[str, Any]:
         """Flush the ledger; trials still handed out when the campaign stops will run again."""
         self.engine.release_in_flight()
         self._flush()  # storage trouble, or its end, is journaled before the last write
         self.ledger.close(self.node_rows(), trials=self.tree.trials)
-        return self.progress()
+        return {**self.progress(), "tree_actor_ms_per_trial": self.serial_ms()}
+
+    def serial_ms(self) -> dict[str, float | int]:
+        """The tree actor's own time per trial of this session, in milliseconds: the suggest()
+        that dispatched it plus the complete() that recorded it (p50, p99, max, and how many)."""
+        times = sorted(1000.0 * s for s in self._serial_s)
+        if not times:
+            return {"trials": 0}
+
+        def quantile(q: float) -> float:
+            return round(times[min(len(times) - 1, int(q * len(times)))], 2)
+
+        return {"trials": len(times), "p50": quantile(0.5), "p99": quantile(0.99), "max": round(times[-1], 2)}
 
     def progress(self) -> dict[str, Any]:
         return self.engine.progress()

@@ -4,9 +4,12 @@ The ledger needs nothing from a worker's scratch folder: a trial's metrics, mess
 and fingerprint travel in its result. What stays there is for a person debugging on the
 machine, so it is bounded:
 
-- When a trial ends, however it ends, its scratch parts go at once: the worktree, its steps'
+- When a trial ends, however it ends, its scratch parts go: the worktree, its steps'
   bytecode, their HOME and TMPDIR, the evaluator's room. Its record stays: the step logs,
-  `params.json`, `metrics/`, `output/`, and `finished.json` (state and time).
+  `params.json`, `metrics/`, `output/`, and `finished.json` (state and time). On Ray the record
+  is written as the trial ends and the scratch parts go in the background, while the next trial
+  already runs; a folder whose worker died meanwhile (a record, scratch parts, and a lock nobody
+  holds) is stripped by the next pruning.
 - Of those records, a worker keeps the newest `keep_complete` complete trials and the newest
   `keep_failed` others (failed, timed out, invalid, pruned, lost), and removes the rest whole,
   each time a trial starts and ends on it.
@@ -63,6 +66,11 @@ def lock_path(scratch_dir: Path, trial_id: str) -> Path:
 def finish(paths: TrialPaths, state: str, finished_at: float) -> None:
     """Remove a trial's scratch parts and record how it ended."""
     strip(paths)
+    record(paths, state, finished_at)
+
+
+def record(paths: TrialPaths, state: str, finished_at: float) -> None:
+    """Record how a trial ended (its scratch parts may still be there: `strip` removes them)."""
     payload = {"state": state, "finished_at": finished_at}
     atomic_write_bytes(paths.finished_file, (json.dumps(payload) + "\n").encode())
 
@@ -106,6 +114,8 @@ def prune(scratch_dir: Path, keep: RetentionSpec) -> list[str]:
             if record is None:  # no one runs it and it never finished: its worker died
                 record = Record(LOST, time.time())
                 finish(paths, record.state, record.finished_at)
+            elif any(os.path.lexists(part) for part in paths.scratch_parts()):
+                strip(paths)  # recorded, and its worker died before it was tidied
         records.append((record, trial_id))
     newest_first = sorted(records, key=lambda r: r[0].finished_at, reverse=True)
     complete = [r for r in newest_first if r[0].state == TrialState.COMPLETE.value]

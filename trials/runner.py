@@ -57,6 +57,8 @@ def run_trial(
     on_report: Callable[[dict[str, Any]], None] | None = None,
     stop: threading.Event | None = None,
     placement: Placement | None = None,
+    started_at: float | None = None,
+    tidy_in_background: bool = False,
 ) -> TrialResult:
     """Run one trial of `spec` on this machine and say how it went.
 
@@ -66,9 +68,16 @@ def run_trial(
     is the campaign stopping the trial (its wall-clock budget ran out): the running step's
     processes are stopped and the result is STOPPED. `placement` is what a cluster knows of
     where the trial runs (its node id, IP and accelerator type); the result's placement adds
-    this machine's hostname and the trial's GPU ids to it.
+    this machine's hostname and the trial's GPU ids to it. `started_at` is when the trial took
+    its slot (default: now).
+
+    tidy_in_background: the trial's folder is recorded before this returns, and its worktree and
+    scratch parts are removed, and the retention rule applied, by a thread of this process after
+    it returns, so that the next trial in this process starts at once. The trial's lock is held
+    until that ends: a process killed meanwhile leaves a recorded folder that the next pruning
+    on the machine strips (trials/retention.py).
     """
-    started_at = time.time()
+    started_at = time.time() if started_at is None else started_at
     trial = _Trial(spec, fetch_bundle, on_report, stop)
     ending: _Ending | None = None
     try:
@@ -84,10 +93,14 @@ def run_trial(
             log_tail=traceback.format_exc(limit=8),
         )
     finally:
-        trial.remove_worktree()
         # Without an ending (the worker is being stopped) the folder keeps no record, and the
         # next trial on this machine cleans it up as lost.
-        trial.close(ending.state if ending is not None else None)
+        state = ending.state if ending is not None else None
+        if tidy_in_background and ending is not None:
+            trial.record(state)
+            threading.Thread(target=trial.tidy, args=(state,), name=f"tidy-{spec.trial_id}", daemon=True).start()
+        else:
+            trial.tidy(state)
     fingerprint = trial.fingerprint or _best_effort_fingerprint(spec, trial.paths)
     return TrialResult(
         trial_id=spec.trial_id,
@@ -102,6 +115,7 @@ def run_trial(
         fingerprint=fingerprint,
         started_at=started_at,
         finished_at=time.time(),
+        step_times={step: list(span) for step, span in trial.step_spans.items()},
         log_tail=ending.log_tail,
         worker=socket.gethostname(),
         sandbox=trial.containment,
@@ -163,6 +177,8 @@ class _Trial:
         self.reports: list[dict[str, Any]] = []
         self.containment = ""
         self.lock: retention.TrialLock | None = None
+        self.recorded = False  # the folder's record (finished.json) is written
+        self.step_spans: dict[Step, tuple[float, float]] = {}  # each step's command: start and end (unix)
 
     def run(self) -> _Ending:
         spec = self.spec
@@ -193,19 +209,29 @@ class _Trial:
         metrics[TRAIN_TIME_METRIC] = round(train.duration_s, 3)
         return _Ending(TrialState.COMPLETE, None, "", log_tail=log_tail, metrics=metrics)
 
-    def remove_worktree(self) -> None:
+    def record(self, state: TrialState | None) -> None:
+        """Write how the trial ended into its folder (the folder is stripped by tidy)."""
+        if self.lock is None or self.paths is None or state is None:
+            return  # the folder was never this trial's to touch, or the trial has no ending
+        try:
+            retention.record(self.paths, state.value, time.time())
+            self.recorded = True
+        except OSError as exc:
+            _log.warning("could not record the end of trial folder %s: %s", self.paths.root, exc)
+
+    def tidy(self, state: TrialState | None) -> None:
+        """Remove the worktree, strip the folder to its record, let go of it, apply the retention rule."""
         if self.worktree is not None:
             # A worktree left behind is cleaned by the next attempt of the trial.
             with contextlib.suppress(Exception):
                 self.worktree.remove()
-
-    def close(self, state: TrialState | None) -> None:
-        """Strip the trial folder to its record, let go of it, and apply the retention rule."""
         if self.lock is None:
             return  # the folder was never this trial's to touch
         try:
-            if self.paths is not None and state is not None:
-                retention.finish(self.paths, state.value, time.time())
+            if not self.recorded:
+                self.record(state)
+            if self.paths is not None and self.recorded:
+                retention.strip(self.paths)
         except OSError as exc:
             _log.warning("could not clean up trial folder %s: %s", self.paths.root if self.paths else "", exc)
         finally:
@@ -400,12 +426,14 @@ class _Trial:
         spec = self.spec
         self._stop_if_asked(f"before its {step} step")
         room = self._room(paths, step)
+        began = 0.0
         try:
             argv = render_command(template, spec.params, spec.seed, command_fields(spec, paths, step))
             env = build_env(spec, paths, step)
             if self.containment == BWRAP and argv:
                 check_program(argv[0], room.cwd, env)
                 argv = wrap(argv, room)
+            began = time.time()
             outcome = run_command(
                 argv,
                 cwd=room.cwd,
@@ -421,6 +449,9 @@ class _Trial:
             )
         except (TemplateError, CommandError) as exc:
             raise _End(TrialState.FAIL, FailureStage.SETUP, f"the {step} command could not be started: {exc}") from exc
+        finally:
+            if began:
+                self.step_spans[step] = (began, time.time())
         self._learn_bytecode(paths, step)  # also after a failed step: what it imported was imported
         if outcome.stopped and not self.pruned and self.stop is not None and self.stop.is_set():
             raise _End(TrialState.STOPPED, None, f"stopped by the campaign during its {step} step: {_STOPPED_WHY}",

@@ -248,8 +248,11 @@ class TrialResult:
     self_reported: bool = False  # metrics came from the mutable train step itself
     reports: list[dict[str, Any]] = field(default_factory=list)  # ARBORIST_REPORT lines
     fingerprint: Fingerprint = field(default_factory=Fingerprint)
-    started_at: float = 0.0
+    started_at: float = 0.0  # when the trial took its slot (the Tune trial's start, on Ray)
     finished_at: float = 0.0
+    # Each step that ran: its command's [start, end] in unix time. The slot's time outside the
+    # train step is the evaluator's and arborist's own (scripts/bench_overhead.py reports it).
+    step_times: dict[str, list[float]] = field(default_factory=dict)
     log_tail: str = ""
     worker: str = ""  # hostname that ran it
     sandbox: str = ""  # containment the steps ran under: "bwrap" or "none" ("": not recorded)

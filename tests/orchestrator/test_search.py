@@ -41,8 +41,12 @@ def _by_source(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_toy_campaign_decides_each_change_for_the_right_reason(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
     service = SearchService(config.model_dump(mode="json"), prepare(config, None))
-    drive(service)
-    service.close()
+    ran = drive(service)
+    closing = service.close()
+    # The tree actor's own time per trial (its suggest and complete calls), one figure per trial.
+    serial = closing["tree_actor_ms_per_trial"]
+    assert serial["trials"] == ran > 0
+    assert 0 < serial["p50"] <= serial["p99"] <= serial["max"]
     tree = report.load_tree(config)
     assert tree.phase is Phase.DONE
     summary = report.summary(config, tree)
