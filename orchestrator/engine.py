@@ -76,6 +76,13 @@ class SearchEngine:
         self._finished: set[str] = set()  # proposers that answered FINISHED: never asked again
         self._waiting: set[str] = set()  # proposers that answered WAIT in the latest expansion
         self._stopped: set[str] = set()  # trials this session stopped at the end of the wall-clock budget
+        # Every proposer's history of decided changes, extended from the tree's decision log as
+        # decisions come: rebuilding it at each expansion cost a pass over every node.
+        self._history_rows: list[tuple[Change, float | None]] = []
+        self._history_nodes: set[str] = set()
+        self._history_seen = 0  # decision events read into it
+        self._incumbent_ranking = policy.incumbent_ranking(tree, config)
+        self._expansion_ranking = policy.expansion_ranking(tree, config)
 
     # ----- start and restore -------------------------------------------------------------
     def start(self, meta: dict[str, Any], root_commit: str) -> None:
@@ -181,6 +188,13 @@ class SearchEngine:
                 continue
             if self._cut_by_budget(node):
                 continue  # its evidence is missing what the budget stopped: UNDECIDED when the search stops
+            # A node left open waits for its next block, often while siblings finish theirs. Its
+            # verdict reads its trials and its parent's (a finish drops the tree's derived figures),
+            # its seeds and test, the noise pooled from decisions, and drift: unchanged, it stands.
+            stamp = (len(node.seeds), node.test_seq, len(self.tree.decision_log), self.tree.last_drift_seq)
+            figures = self.tree.derived.setdefault(node.node_id, {})
+            if figures.get("left_open") == stamp:
+                continue
             if node.node_id == ROOT_ID:
                 verdict = policy.judge_root(self.tree, self.config)
             else:
@@ -188,6 +202,8 @@ class SearchEngine:
             if verdict.status is None:
                 if verdict.start_test:
                     self._start_test(node, verdict.evidence)
+                else:
+                    figures["left_open"] = stamp
                 continue
             self.tree.record(
                 "decision", node_id=node.node_id, status=verdict.status.value,
@@ -250,7 +266,8 @@ class SearchEngine:
     def _update_incumbent(self) -> None:
         if self.tree.phase is Phase.INTEGRATION:
             return
-        best = policy.best_node(self.tree, self.config)
+        node = self._incumbent_ranking.best(self.tree)
+        best = node.node_id if node is not None else None
         if best is not None and best != self.tree.incumbent_id:
             self.tree.record(
                 "incumbent_changed", node_id=best, gain=policy.estimate_vs_root(self.tree, best, self.config)
@@ -291,7 +308,7 @@ class SearchEngine:
         # The search ends when nothing runs and every proposer answered NOTHING or FINISHED
         # here; one that answered WAIT keeps it going until its drafts come in.
         self._waiting = set()
-        parent = policy.expansion_parent(self.tree, self.config)
+        parent = self._expansion_ranking.best(self.tree)
         if parent is None:
             return False
         context = ProposalContext(
@@ -330,29 +347,35 @@ class SearchEngine:
             return Signal.NOTHING
 
     def _records(self) -> list[dict[str, Any]]:
-        """The decided nodes as an LLM proposer's prompt shows them, oldest first."""
-        objective = self.config.objective
-        rows = []
-        for node in sorted(self.tree.nodes.values(), key=lambda n: n.decided_seq):
-            if node.status is NodeStatus.OPEN:
-                continue
-            values = list(self.tree.completed_values(node.node_id, objective).values())
-            evidence = (node.decision or {}).get("evidence") or {}
-            failed = next((r.result for r in self.tree.node_trials(node.node_id)
-                           if r.result is not None and r.state is not TrialState.COMPLETE), None)
-            change = node.change
-            rows.append({
-                "node_id": node.node_id, "parent_id": node.parent_id, "status": node.status.value,
-                "kind": change.kind if change else "baseline", "aspect": change.aspect if change else "",
-                "hypothesis": change.hypothesis if change else "baseline",
-                "change": change.describe() if change else "",
-                "params": dict(node.params), "objective_mean": sum(values) / len(values) if values else None,
-                "seeds": len(values), "gain": evidence.get("mean"), "ci_low": evidence.get("ci_low"),
-                "ci_high": evidence.get("ci_high"), "reason": (node.decision or {}).get("reason", ""),
-                "failure_stage": failed.failure_stage.value if failed and failed.failure_stage else None,
-                "log_tail": failed.log_tail[-800:] if failed else "",
-            })
-        return rows
+        """The decided nodes as an LLM proposer's prompt shows them, oldest decision first."""
+        return [self._record(node) for node in self.tree.decided.values()]
+
+    def _record(self, node: Node) -> dict[str, Any]:
+        """A decided node's row, kept with the node's derived figures (dropped when one of its
+        trials finishes) for as long as its decision stands."""
+        figures = self.tree.derived.setdefault(node.node_id, {})
+        kept = figures.get("record")
+        if kept is not None and kept[0] == node.decided_seq:
+            row: dict[str, Any] = kept[1]
+            return row
+        values = list(self.tree.completed_values(node.node_id, self.config.objective).values())
+        evidence = (node.decision or {}).get("evidence") or {}
+        failed = next((r.result for r in self.tree.node_trials(node.node_id)
+                       if r.result is not None and r.state is not TrialState.COMPLETE), None)
+        change = node.change
+        row = {
+            "node_id": node.node_id, "parent_id": node.parent_id, "status": node.status.value,
+            "kind": change.kind if change else "baseline", "aspect": change.aspect if change else "",
+            "hypothesis": change.hypothesis if change else "baseline",
+            "change": change.describe() if change else "",
+            "params": dict(node.params), "objective_mean": sum(values) / len(values) if values else None,
+            "seeds": len(values), "gain": evidence.get("mean"), "ci_low": evidence.get("ci_low"),
+            "ci_high": evidence.get("ci_high"), "reason": (node.decision or {}).get("reason", ""),
+            "failure_stage": failed.failure_stage.value if failed and failed.failure_stage else None,
+            "log_tail": failed.log_tail[-800:] if failed else "",
+        }
+        figures["record"] = (node.decided_seq, row)
+        return row
 
     def _rejected(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = []
@@ -370,12 +393,20 @@ class SearchEngine:
         return rows[::-1]
 
     def _history(self) -> list[tuple[Change, float | None]]:
-        history = []
-        for node in self.tree.nodes.values():
-            if node.change is None or node.status is NodeStatus.OPEN:
-                continue
-            history.append((node.change, (node.decision or {}).get("evidence", {}).get("mean")))
-        return history
+        """(change, gain) of every decided change, oldest decision first."""
+        log = self.tree.decision_log
+        fresh = log[self._history_seen:]
+        self._history_seen = len(log)
+        if len(set(fresh)) < len(fresh) or any(node_id in self._history_nodes for node_id in fresh):
+            # A node decided again (a person's verdict on a suspect one) moves to the end.
+            fresh = list(self.tree.decided)
+            self._history_rows, self._history_nodes = [], set()
+        for node_id in fresh:
+            node = self.tree.nodes[node_id]
+            if node.change is not None:
+                self._history_rows.append((node.change, (node.decision or {}).get("evidence", {}).get("mean")))
+                self._history_nodes.add(node_id)
+        return list(self._history_rows)
 
     def _admit(self, parent: Node, change: Change, proposer: Proposer | None) -> Node | None:
         """Screen a proposal; create its node if it passes, else journal why not."""
