@@ -8,7 +8,7 @@ simulator (synthetic ones) drive the same engine, so the simulator measures the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from orchestrator import admission, blocks, drift, integration, policy
 from orchestrator.accounts import Accounts
@@ -76,11 +76,10 @@ class SearchEngine:
         self._finished: set[str] = set()  # proposers that answered FINISHED: never asked again
         self._waiting: set[str] = set()  # proposers that answered WAIT in the latest expansion
         self._stopped: set[str] = set()  # trials this session stopped at the end of the wall-clock budget
-        # Every proposer's history of decided changes, extended from the tree's decision log as
-        # decisions come: rebuilding it at each expansion cost a pass over every node.
-        self._history_rows: list[tuple[Change, float | None]] = []
-        self._history_nodes: set[str] = set()
-        self._history_seen = 0  # decision events read into it
+        # What proposers read of the decided nodes, kept up to date instead of rebuilt at every
+        # expansion (a pass over every node, at every step while an LLM drafts).
+        self._history = DecidedRows(tree, _history_row)
+        self._records = DecidedRows(tree, self._record)
         self._incumbent_ranking = policy.incumbent_ranking(tree, config)
         self._expansion_ranking = policy.expansion_ranking(tree, config)
 
@@ -312,9 +311,9 @@ class SearchEngine:
         if parent is None:
             return False
         context = ProposalContext(
-            parent_id=parent.node_id, parent_params=dict(parent.params), history=self._history(),
+            parent_id=parent.node_id, parent_params=dict(parent.params), history=self._history.rows(),
             parent_commit=parent.commit,
-            records=self._records() if self._wants_records else [],
+            records=self._records.rows() if self._wants_records else [],
             rejected=self._rejected() if self._wants_records else [],
             lineage=[ROOT_ID, *parent.chain][-2::-1] if parent.node_id != ROOT_ID else [],
             llm_usd=self.tree.llm_usd,
@@ -345,10 +344,6 @@ class SearchEngine:
                 self._last_proposer_error[proposer.name] = message
                 self.tree.record("note", message=message)
             return Signal.NOTHING
-
-    def _records(self) -> list[dict[str, Any]]:
-        """The decided nodes as an LLM proposer's prompt shows them, oldest decision first."""
-        return [self._record(node) for node in self.tree.decided.values()]
 
     def _record(self, node: Node) -> dict[str, Any]:
         """A decided node's row, kept with the node's derived figures (dropped when one of its
@@ -391,22 +386,6 @@ class SearchEngine:
             if len(rows) >= limit:
                 break
         return rows[::-1]
-
-    def _history(self) -> list[tuple[Change, float | None]]:
-        """(change, gain) of every decided change, oldest decision first."""
-        log = self.tree.decision_log
-        fresh = log[self._history_seen:]
-        self._history_seen = len(log)
-        if len(set(fresh)) < len(fresh) or any(node_id in self._history_nodes for node_id in fresh):
-            # A node decided again (a person's verdict on a suspect one) moves to the end.
-            fresh = list(self.tree.decided)
-            self._history_rows, self._history_nodes = [], set()
-        for node_id in fresh:
-            node = self.tree.nodes[node_id]
-            if node.change is not None:
-                self._history_rows.append((node.change, (node.decision or {}).get("evidence", {}).get("mean")))
-                self._history_nodes.add(node_id)
-        return list(self._history_rows)
 
     def _admit(self, parent: Node, change: Change, proposer: Proposer | None) -> Node | None:
         """Screen a proposal; create its node if it passes, else journal why not."""
@@ -699,3 +678,51 @@ class SearchEngine:
             "sessions": len(tree.sessions),
         }
 
+
+
+def _history_row(node: Node) -> tuple[Change, float | None] | None:
+    """A decided change and its gain, as ProposalContext.history holds them (the baseline: none)."""
+    if node.change is None:
+        return None
+    return node.change, (node.decision or {}).get("evidence", {}).get("mean")
+
+
+Row = TypeVar("Row")
+
+
+class DecidedRows(Generic[Row]):
+    """One row per decided node, oldest decision first, kept up to date from the tree's decision
+    log and the nodes it touched since the last read, instead of rebuilt from every node.
+
+    A node decided again (a person's verdict on a suspect one) moves to the end, as in
+    `SearchTree.decided`: the rows are rebuilt then.
+    """
+
+    def __init__(self, tree: SearchTree, row: Callable[[Node], Row | None]) -> None:
+        self._tree = tree
+        self._row = row
+        self._rows: list[Row] = []
+        self._at: dict[str, int] = {}  # node -> its row's index
+        self._decisions = 0  # entries of tree.decision_log read
+        self._touched = 0  # entries of tree.touched read
+
+    def rows(self) -> list[Row]:
+        tree = self._tree
+        fresh = tree.decision_log[self._decisions:]
+        touched = tree.touched[self._touched:]
+        self._decisions, self._touched = len(tree.decision_log), len(tree.touched)
+        if len(set(fresh)) < len(fresh) or any(node_id in self._at for node_id in fresh):
+            self._rows, self._at = [], {}
+            fresh = list(tree.decided)
+        for node_id in fresh:
+            row = self._row(tree.nodes[node_id])
+            if row is not None:
+                self._at[node_id] = len(self._rows)
+                self._rows.append(row)
+        for node_id in set(touched):
+            at = self._at.get(node_id)
+            if at is not None:
+                row = self._row(tree.nodes[node_id])
+                if row is not None:
+                    self._rows[at] = row
+        return list(self._rows)

@@ -259,7 +259,9 @@ def sim(gpus: int, window_s: float, trial_s: float, llm_s: float, warmup_s: floa
         elif event.type == "trial_finished":
             spans[event.data["result"]["trial_id"]][1] = event.ts
 
-    drafts = SimulatedDrafts(llm_s, k=k, ready=ready, parallel=parallel)
+    # --llm-s 0: candidates come at once (the simulator's own proposer), which shows whether the
+    # engine alone keeps the slots full and what CPU time it needs to.
+    drafts = SimulatedDrafts(llm_s, k=k, ready=ready, parallel=parallel) if llm_s > 0 else None
     end = warmup_s + window_s
     cpu, wall = time.process_time(), time.perf_counter()
     tree, _ = simulate(config, scenario, seed, sink, drafts=drafts, trial_s=trial_s, until_s=end)
@@ -274,7 +276,7 @@ def sim(gpus: int, window_s: float, trial_s: float, llm_s: float, warmup_s: floa
         "part": "sim", "gpus": gpus, "trial_s": trial_s, "llm_s": llm_s, "llm_k": k, "llm_ready": ready,
         "llm_parallel": parallel,
         "warmup_s": warmup_s, "window_s": window_s, "trials_started": len(spans), "nodes": len(tree.nodes),
-        "llm_requests": drafts.requests, "busy_share": round(share, 4),
+        "llm_requests": drafts.requests if drafts else 0, "busy_share": round(share, 4),
         "busy_share_from_start": round(busy(0.0, end), 4),
         "engine_cpu_s": round(cpu, 2), "wall_s": round(wall, 2), "cpu_s_per_simulated_s": round(cpu / end, 4),
         "target_busy_share": SIM_BUSY_TARGET, "met": share >= SIM_BUSY_TARGET,
@@ -293,7 +295,8 @@ def main() -> None:
                         "live: seconds measured (600)")
     parser.add_argument("--warmup-s", type=float, default=120.0, help="sim: seconds before the window opens")
     parser.add_argument("--trial-s", type=float, default=30.0, help="seconds each trial runs")
-    parser.add_argument("--llm-s", type=float, default=20.0, help="seconds the LLM takes to answer")
+    parser.add_argument("--llm-s", type=float, default=20.0,
+                        help="seconds the LLM takes to answer (sim, 0: candidates come at once)")
     parser.add_argument("--llm-k", type=int, default=4, help="proposals one LLM call returns (llm k)")
     parser.add_argument("--llm-ready", type=int, default=2, help="proposals kept ready per parent (llm ready)")
     parser.add_argument("--llm-parallel", type=int, default=1,
