@@ -8,7 +8,7 @@ simulator (synthetic ones) drive the same engine, so the simulator measures the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from orchestrator import admission, blocks, drift, integration, policy
 from orchestrator.accounts import Accounts
@@ -76,6 +76,12 @@ class SearchEngine:
         self._finished: set[str] = set()  # proposers that answered FINISHED: never asked again
         self._waiting: set[str] = set()  # proposers that answered WAIT in the latest expansion
         self._stopped: set[str] = set()  # trials this session stopped at the end of the wall-clock budget
+        # What proposers read of the decided nodes, kept up to date instead of rebuilt at every
+        # expansion (a pass over every node, at every step while an LLM drafts).
+        self._history = DecidedRows(tree, _history_row)
+        self._records = DecidedRows(tree, self._record)
+        self._incumbent_ranking = policy.incumbent_ranking(tree, config)
+        self._expansion_ranking = policy.expansion_ranking(tree, config)
 
     # ----- start and restore -------------------------------------------------------------
     def start(self, meta: dict[str, Any], root_commit: str) -> None:
@@ -181,6 +187,13 @@ class SearchEngine:
                 continue
             if self._cut_by_budget(node):
                 continue  # its evidence is missing what the budget stopped: UNDECIDED when the search stops
+            # A node left open waits for its next block, often while siblings finish theirs. Its
+            # verdict reads its trials and its parent's (a finish drops the tree's derived figures),
+            # its seeds and test, the noise pooled from decisions, and drift: unchanged, it stands.
+            stamp = (len(node.seeds), node.test_seq, len(self.tree.decision_log), self.tree.last_drift_seq)
+            figures = self.tree.derived.setdefault(node.node_id, {})
+            if figures.get("left_open") == stamp:
+                continue
             if node.node_id == ROOT_ID:
                 verdict = policy.judge_root(self.tree, self.config)
             else:
@@ -188,6 +201,8 @@ class SearchEngine:
             if verdict.status is None:
                 if verdict.start_test:
                     self._start_test(node, verdict.evidence)
+                else:
+                    figures["left_open"] = stamp
                 continue
             self.tree.record(
                 "decision", node_id=node.node_id, status=verdict.status.value,
@@ -250,7 +265,8 @@ class SearchEngine:
     def _update_incumbent(self) -> None:
         if self.tree.phase is Phase.INTEGRATION:
             return
-        best = policy.best_node(self.tree, self.config)
+        node = self._incumbent_ranking.best(self.tree)
+        best = node.node_id if node is not None else None
         if best is not None and best != self.tree.incumbent_id:
             self.tree.record(
                 "incumbent_changed", node_id=best, gain=policy.estimate_vs_root(self.tree, best, self.config)
@@ -291,13 +307,13 @@ class SearchEngine:
         # The search ends when nothing runs and every proposer answered NOTHING or FINISHED
         # here; one that answered WAIT keeps it going until its drafts come in.
         self._waiting = set()
-        parent = policy.expansion_parent(self.tree, self.config)
+        parent = self._expansion_ranking.best(self.tree)
         if parent is None:
             return False
         context = ProposalContext(
-            parent_id=parent.node_id, parent_params=dict(parent.params), history=self._history(),
+            parent_id=parent.node_id, parent_params=dict(parent.params), history=self._history.rows(),
             parent_commit=parent.commit,
-            records=self._records() if self._wants_records else [],
+            records=self._records.rows() if self._wants_records else [],
             rejected=self._rejected() if self._wants_records else [],
             lineage=[ROOT_ID, *parent.chain][-2::-1] if parent.node_id != ROOT_ID else [],
             llm_usd=self.tree.llm_usd,
@@ -329,30 +345,32 @@ class SearchEngine:
                 self.tree.record("note", message=message)
             return Signal.NOTHING
 
-    def _records(self) -> list[dict[str, Any]]:
-        """The decided nodes as an LLM proposer's prompt shows them, oldest first."""
-        objective = self.config.objective
-        rows = []
-        for node in sorted(self.tree.nodes.values(), key=lambda n: n.decided_seq):
-            if node.status is NodeStatus.OPEN:
-                continue
-            values = list(self.tree.completed_values(node.node_id, objective).values())
-            evidence = (node.decision or {}).get("evidence") or {}
-            failed = next((r.result for r in self.tree.node_trials(node.node_id)
-                           if r.result is not None and r.state is not TrialState.COMPLETE), None)
-            change = node.change
-            rows.append({
-                "node_id": node.node_id, "parent_id": node.parent_id, "status": node.status.value,
-                "kind": change.kind if change else "baseline", "aspect": change.aspect if change else "",
-                "hypothesis": change.hypothesis if change else "baseline",
-                "change": change.describe() if change else "",
-                "params": dict(node.params), "objective_mean": sum(values) / len(values) if values else None,
-                "seeds": len(values), "gain": evidence.get("mean"), "ci_low": evidence.get("ci_low"),
-                "ci_high": evidence.get("ci_high"), "reason": (node.decision or {}).get("reason", ""),
-                "failure_stage": failed.failure_stage.value if failed and failed.failure_stage else None,
-                "log_tail": failed.log_tail[-800:] if failed else "",
-            })
-        return rows
+    def _record(self, node: Node) -> dict[str, Any]:
+        """A decided node's row, kept with the node's derived figures (dropped when one of its
+        trials finishes) for as long as its decision stands."""
+        figures = self.tree.derived.setdefault(node.node_id, {})
+        kept = figures.get("record")
+        if kept is not None and kept[0] == node.decided_seq:
+            row: dict[str, Any] = kept[1]
+            return row
+        values = list(self.tree.completed_values(node.node_id, self.config.objective).values())
+        evidence = (node.decision or {}).get("evidence") or {}
+        failed = next((r.result for r in self.tree.node_trials(node.node_id)
+                       if r.result is not None and r.state is not TrialState.COMPLETE), None)
+        change = node.change
+        row = {
+            "node_id": node.node_id, "parent_id": node.parent_id, "status": node.status.value,
+            "kind": change.kind if change else "baseline", "aspect": change.aspect if change else "",
+            "hypothesis": change.hypothesis if change else "baseline",
+            "change": change.describe() if change else "",
+            "params": dict(node.params), "objective_mean": sum(values) / len(values) if values else None,
+            "seeds": len(values), "gain": evidence.get("mean"), "ci_low": evidence.get("ci_low"),
+            "ci_high": evidence.get("ci_high"), "reason": (node.decision or {}).get("reason", ""),
+            "failure_stage": failed.failure_stage.value if failed and failed.failure_stage else None,
+            "log_tail": failed.log_tail[-800:] if failed else "",
+        }
+        figures["record"] = (node.decided_seq, row)
+        return row
 
     def _rejected(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = []
@@ -368,14 +386,6 @@ class SearchEngine:
             if len(rows) >= limit:
                 break
         return rows[::-1]
-
-    def _history(self) -> list[tuple[Change, float | None]]:
-        history = []
-        for node in self.tree.nodes.values():
-            if node.change is None or node.status is NodeStatus.OPEN:
-                continue
-            history.append((node.change, (node.decision or {}).get("evidence", {}).get("mean")))
-        return history
 
     def _admit(self, parent: Node, change: Change, proposer: Proposer | None) -> Node | None:
         """Screen a proposal; create its node if it passes, else journal why not."""
@@ -668,3 +678,51 @@ class SearchEngine:
             "sessions": len(tree.sessions),
         }
 
+
+
+def _history_row(node: Node) -> tuple[Change, float | None] | None:
+    """A decided change and its gain, as ProposalContext.history holds them (the baseline: none)."""
+    if node.change is None:
+        return None
+    return node.change, (node.decision or {}).get("evidence", {}).get("mean")
+
+
+Row = TypeVar("Row")
+
+
+class DecidedRows(Generic[Row]):
+    """One row per decided node, oldest decision first, kept up to date from the tree's decision
+    log and the nodes it touched since the last read, instead of rebuilt from every node.
+
+    A node decided again (a person's verdict on a suspect one) moves to the end, as in
+    `SearchTree.decided`: the rows are rebuilt then.
+    """
+
+    def __init__(self, tree: SearchTree, row: Callable[[Node], Row | None]) -> None:
+        self._tree = tree
+        self._row = row
+        self._rows: list[Row] = []
+        self._at: dict[str, int] = {}  # node -> its row's index
+        self._decisions = 0  # entries of tree.decision_log read
+        self._touched = 0  # entries of tree.touched read
+
+    def rows(self) -> list[Row]:
+        tree = self._tree
+        fresh = tree.decision_log[self._decisions:]
+        touched = tree.touched[self._touched:]
+        self._decisions, self._touched = len(tree.decision_log), len(tree.touched)
+        if len(set(fresh)) < len(fresh) or any(node_id in self._at for node_id in fresh):
+            self._rows, self._at = [], {}
+            fresh = list(tree.decided)
+        for node_id in fresh:
+            row = self._row(tree.nodes[node_id])
+            if row is not None:
+                self._at[node_id] = len(self._rows)
+                self._rows.append(row)
+        for node_id in set(touched):
+            at = self._at.get(node_id)
+            if at is not None:
+                row = self._row(tree.nodes[node_id])
+                if row is not None:
+                    self._rows[at] = row
+        return list(self._rows)

@@ -6,7 +6,9 @@ The search service carries the decisions out and journals them.
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,29 +248,62 @@ def estimate_vs_root(tree: SearchTree, node_id: str, config: CampaignConfig) -> 
     return estimate_and_se(tree, node_id, config)[0] if node_id != ROOT_ID else 0.0
 
 
-def best_node(tree: SearchTree, config: CampaignConfig) -> str | None:
-    """The incumbent: the measured node (baseline or promoted) with the best estimated gain."""
-    candidates = [n.node_id for n in tree.nodes.values() if n.status.expandable and n.origin != "integration"]
-    if not candidates:
+class Ranking:
+    """The measured node (baseline or promoted) with the highest key, kept from step to step.
+
+    A node's key moves only when the tree touches it (a trial it reads finished, a child was
+    added, it was decided: `SearchTree.touched`), so only those are keyed again; keying every
+    measured node at every step cost milliseconds per thousand nodes. Keys are unique (the node
+    number breaks ties), so the answer is the plain maximum over the candidates.
+    """
+
+    def __init__(self, key: Callable[[Node], tuple[float, ...]], eligible: Callable[[Node], bool]) -> None:
+        self._key = key
+        self._eligible = eligible
+        self._keys: dict[str, tuple[float, ...]] = {}  # candidate -> its current key
+        self._heap: list[tuple[tuple[float, ...], str]] = []  # (negated key, node): stale entries are skipped
+        self._seen = 0  # entries of tree.touched read
+
+    def best(self, tree: SearchTree) -> Node | None:
+        touched = tree.touched[self._seen:]
+        self._seen = len(tree.touched)
+        for node_id in dict.fromkeys(touched):
+            node = tree.nodes[node_id]
+            if not (node.status.expandable and self._eligible(node)):
+                self._keys.pop(node_id, None)
+                continue
+            key = self._key(node)
+            if self._keys.get(node_id) != key:
+                self._keys[node_id] = key
+                heapq.heappush(self._heap, (tuple(-k for k in key), node_id))
+        while self._heap:
+            negated, node_id = self._heap[0]
+            if self._keys.get(node_id) == tuple(-k for k in negated):
+                return tree.nodes[node_id]
+            heapq.heappop(self._heap)
         return None
-    return max(candidates, key=lambda nid: (estimate_vs_root(tree, nid, config), -int(nid[1:])))
 
 
-def expansion_parent(tree: SearchTree, config: CampaignConfig) -> Node | None:
-    """The measured node (baseline or promoted) with the highest upper confidence bound.
+def incumbent_ranking(tree: SearchTree, config: CampaignConfig) -> Ranking:
+    """The incumbent: the measured node with the best estimated gain over the baseline."""
+    return Ranking(
+        key=lambda n: (estimate_vs_root(tree, n.node_id, config), -int(n.node_id[1:])),
+        eligible=lambda n: n.origin != "integration",
+    )
+
+
+def expansion_ranking(tree: SearchTree, config: CampaignConfig) -> Ranking:
+    """The node to expand: the measured node with the highest upper confidence bound.
 
     UCB = estimated gain over the baseline + exploration x its standard error, minus the share
     of its child budget already spent (times the same standard error), so a well-explored node
     yields to a promising, less-explored one. Ties go to the faster node, then the older one.
     Deterministic, so a replayed campaign expands the same nodes.
     """
-    candidates = [
-        n for n in tree.nodes.values()
-        if n.status.expandable and n.origin != "integration" and len(n.children) < config.search.max_children
-    ]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda n: (_ucb(tree, n, config), -_mean_duration(tree, n), -int(n.node_id[1:])))
+    return Ranking(
+        key=lambda n: (_ucb(tree, n, config), -_mean_duration(tree, n), -int(n.node_id[1:])),
+        eligible=lambda n: n.origin != "integration" and len(n.children) < config.search.max_children,
+    )
 
 
 def _ucb(tree: SearchTree, node: Node, config: CampaignConfig) -> float:
@@ -277,29 +312,55 @@ def _ucb(tree: SearchTree, node: Node, config: CampaignConfig) -> float:
     return estimate + config.search.exploration * se * (1.0 - spent)
 
 
+def _derived(tree: SearchTree, node_id: str, name: str, compute: Callable[[], Any]) -> Any:
+    """A figure derived from the node's finished trials, computed once until one of them changes
+    (the tree drops it then): the policy reads these for every measured node at every step."""
+    figures = tree.derived.setdefault(node_id, {})
+    if name not in figures:
+        figures[name] = compute()
+    return figures[name]
+
+
 def estimate_and_se(tree: SearchTree, node_id: str, config: CampaignConfig) -> tuple[float, float, int]:
     """A node's estimated gain over the baseline, its standard error, and the pairs behind it."""
+    result: tuple[float, float, int] = _derived(tree, node_id, "estimate", lambda: _estimate(tree, node_id, config))
+    return result
+
+
+def _estimate(tree: SearchTree, node_id: str, config: CampaignConfig) -> tuple[float, float, int]:
     if node_id == ROOT_ID:
         values = list(tree.completed_values(ROOT_ID, config.objective).values())
         spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         return 0.0, spread / math.sqrt(max(1, len(values))), 0
     total, variance, count = 0.0, 0.0, 0
     for step in tree.nodes[node_id].chain:
-        node = tree.nodes[step]
-        assert node.parent_id is not None
-        diffs = blocks.paired_differences(tree, node, tree.nodes[node.parent_id], config)[0]
-        if not diffs:
+        edge = _derived(tree, step, "gain", lambda step=step: _gain(tree, step, config))  # type: ignore[misc]
+        if edge is None:
             return -math.inf, 0.0, 0
-        spread = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else abs(diffs[0])
-        total += float(np.mean(diffs))
-        variance += spread * spread / len(diffs)
-        count += len(diffs)
+        total += edge[0]
+        variance += edge[1]
+        count += edge[2]
     return total, math.sqrt(variance), count
 
 
+def _gain(tree: SearchTree, node_id: str, config: CampaignConfig) -> tuple[float, float, int] | None:
+    """One edge of a chain: the node's paired mean gain over its parent, its variance, its pairs."""
+    node = tree.nodes[node_id]
+    assert node.parent_id is not None
+    diffs = blocks.paired_differences(tree, node, tree.nodes[node.parent_id], config)[0]
+    if not diffs:
+        return None
+    spread = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else abs(diffs[0])
+    return float(np.mean(diffs)), spread * spread / len(diffs), len(diffs)
+
+
 def _mean_duration(tree: SearchTree, node: Node) -> float:
-    durations = [r.result.duration_s for r in tree.node_trials(node.node_id) if r.result is not None]
-    return sum(durations) / len(durations) if durations else 0.0
+    def compute() -> float:
+        durations = [r.result.duration_s for r in tree.node_trials(node.node_id) if r.result is not None]
+        return sum(durations) / len(durations) if durations else 0.0
+
+    duration: float = _derived(tree, node.node_id, "duration", compute)
+    return duration
 
 
 def search_stop_reason(tree: SearchTree, config: CampaignConfig, now: float) -> str | None:
@@ -337,8 +398,7 @@ def search_stop_reason(tree: SearchTree, config: CampaignConfig, now: float) -> 
 
 def gpu_hours(tree: SearchTree, config: CampaignConfig) -> float:
     """GPU-hours of finished trials: their duration times the GPUs each was given."""
-    seconds = sum(r.result.duration_s for r in tree.trials.values() if r.result is not None)
-    return seconds * config.ray.gpus_per_trial / 3600.0
+    return tree.trial_seconds * config.ray.gpus_per_trial / 3600.0
 
 
 def decided_since_incumbent(tree: SearchTree) -> int:

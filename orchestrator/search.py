@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
 from orchestrator.dispatch import lost_placement
@@ -24,8 +26,7 @@ from orchestrator.proposers.embedder import MemoryEmbedder
 from orchestrator.proposers.llm import LLMClient
 from orchestrator.proposers.ready import DraftBackend
 from orchestrator.proposers.registry import AlgorithmFactory, build_proposers
-from orchestrator.stats import summarize
-from orchestrator.tree import Node, SearchTree, trial_id_for
+from orchestrator.tree import Node, Phase, SearchTree, trial_id_for
 from trials.patch import validate_diff
 from trials.protect import change_problems
 from trials.spec import (
@@ -43,6 +44,9 @@ __all__ = ["FINISHED", "RepoWorkspace", "SearchService", "node_rows"]
 
 log = logging.getLogger("arborist.search")
 INBOX_PROPOSER = "inbox"  # `arborist inject` writes there; it comes before the configured proposers
+# nodes.parquet is rewritten whole: with 100,000 nodes that takes seconds of the tree actor's time,
+# so between the first write and the last (at the end) it is rewritten at most this often.
+NODES_EVERY_S = 60.0
 
 
 class SearchService:
@@ -75,6 +79,7 @@ class SearchService:
                                     campaign_dir=self.campaign_dir)
         workspace = RepoWorkspace(self.repo, self.config)
         self._embedder = self._make_embedder()
+        self._nodes_written_at: float | None = None  # time.monotonic() of the last nodes.parquet write
         self.engine = SearchEngine(
             self.config, self.tree, proposers, workspace, on_finish=self._flush,
             embed=self._embedder.embed if self._embedder else None,
@@ -93,7 +98,12 @@ class SearchService:
         self._flush()
 
     def _flush(self) -> None:
-        self.ledger.flush(self.node_rows(), self.tree.trials)
+        """Write the journal's events to Parquet, and the nodes when they are due (or the campaign ended)."""
+        now = time.monotonic()
+        written = self._nodes_written_at
+        due = written is None or now - written >= NODES_EVERY_S or self.tree.phase is Phase.DONE
+        if self.ledger.flush(self.node_rows() if due else None, self.tree.trials) and due:
+            self._nodes_written_at = now
         self._journal_storage_warnings()
 
     def _journal_storage_warnings(self) -> None:
@@ -278,30 +288,40 @@ class RepoWorkspace:
 
 
 def node_rows(tree: SearchTree, config: CampaignConfig) -> list[dict[str, Any]]:
-    rows = []
-    for node in tree.nodes.values():
-        values = list(tree.completed_values(node.node_id, config.objective).values())
-        evidence = (node.decision or {}).get("evidence") or {}
-        change = node.change
-        rows.append({
-            "node_id": node.node_id,
-            "parent_id": node.parent_id,
-            "status": node.status.value,
-            "origin": node.origin,
-            "depth": node.depth,
-            "change_kind": change.kind if change else None,
-            "aspect": change.aspect if change else None,
-            "hypothesis": change.hypothesis if change else None,
-            "proposer": change.proposer if change else None,
-            "params": json.dumps(node.params, sort_keys=True, default=str),
-            "commit": node.commit,
-            "seeds": list(node.seeds),
-            "objective_mean": summarize(values)["mean"] if values else None,
-            "gain": evidence.get("mean"),
-            "gain_ci_low": evidence.get("ci_low"),
-            "gain_ci_high": evidence.get("ci_high"),
-            "p_value": evidence.get("p_value"),
-            "decision_reason": (node.decision or {}).get("reason"),
-        })
-    return rows
+    return [_node_row(tree, config, node) for node in tree.nodes.values()]
 
+
+def _node_row(tree: SearchTree, config: CampaignConfig, node: Node) -> dict[str, Any]:
+    """A node's row in nodes.parquet, kept with its derived figures (dropped when one of its trials
+    finishes) while its decision and seeds stay: every flush writes all nodes, most unchanged."""
+    figures = tree.derived.setdefault(node.node_id, {})
+    stamp = (node.decided_seq, len(node.seeds))
+    kept = figures.get("row")
+    if kept is not None and kept[0] == stamp:
+        row: dict[str, Any] = kept[1]
+        return row
+    values = list(tree.completed_values(node.node_id, config.objective).values())
+    evidence = (node.decision or {}).get("evidence") or {}
+    change = node.change
+    row = {
+        "node_id": node.node_id,
+        "parent_id": node.parent_id,
+        "status": node.status.value,
+        "origin": node.origin,
+        "depth": node.depth,
+        "change_kind": change.kind if change else None,
+        "aspect": change.aspect if change else None,
+        "hypothesis": change.hypothesis if change else None,
+        "proposer": change.proposer if change else None,
+        "params": json.dumps(node.params, sort_keys=True, default=str),
+        "commit": node.commit,
+        "seeds": list(node.seeds),
+        "objective_mean": float(np.mean(values)) if values else None,
+        "gain": evidence.get("mean"),
+        "gain_ci_low": evidence.get("ci_low"),
+        "gain_ci_high": evidence.get("ci_high"),
+        "p_value": evidence.get("p_value"),
+        "decision_reason": (node.decision or {}).get("reason"),
+    }
+    figures["row"] = (stamp, row)
+    return row

@@ -30,6 +30,7 @@ from orchestrator.config import CampaignConfig
 from orchestrator.dispatch import Dispatch
 from orchestrator.engine import FINISHED, SearchEngine
 from orchestrator.proposers.base import Answer, ProposalContext, Proposer
+from orchestrator.proposers.ready import ReadyProposer
 from orchestrator.tree import Event, Node, NodeStatus, SearchTree, TrialRecord
 from trials.spec import TrialResult, TrialState
 
@@ -307,17 +308,73 @@ class _SyntheticProposer(Proposer):
 
     def propose(self, context: ProposalContext) -> Answer:
         self._count += 1
-        cid = f"c{self._count}"
-        self._truth.draw_candidate(cid)
-        return Change(
-            kind="code",
-            aspect="other",
-            hypothesis=f"candidate {cid}",
-            proposer=self.name,
-            diff=f"+candidate = {cid}\n",
-            source_id=cid,
-            claim=Claim(knob=f"candidate_{cid}", direction="add"),  # every candidate its own knob
-        )
+        return synthetic_change(self._truth, f"c{self._count}", self.name)
+
+
+def synthetic_change(truth: _Truth, cid: str, proposer: str) -> Change:
+    """A fresh candidate with its true effect drawn: a one-line code change, its own knob."""
+    truth.draw_candidate(cid)
+    return Change(
+        kind="code",
+        aspect="other",
+        hypothesis=f"candidate {cid}",
+        proposer=proposer,
+        diff=f"+candidate = {cid}\n",
+        source_id=cid,
+        claim=Claim(knob=f"candidate_{cid}", direction="add"),  # every candidate its own knob
+    )
+
+
+class SimulatedDrafts:
+    """The drafting service (orchestrator/proposers/service.py) on the simulated clock: a request
+    for a parent comes back `latency_s` after it is served with `k` synthetic candidates. As in the
+    real service, one request per (proposer, parent) waits at a time, and requests are served one
+    after another (`parallel` 1: the proposer actor's single drafting thread) or `parallel` at once.
+    With it the campaign's proposer is the real ReadyProposer, as LLM proposers are built
+    (orchestrator/proposers/registry.py)."""
+
+    name = "llm"
+
+    def __init__(self, latency_s: float, k: int = 4, ready: int = 2, parallel: int = 1) -> None:
+        self.latency_s = latency_s
+        self.k = k
+        self.ready = ready
+        self.requests = 0
+        self._truth: _Truth | None = None
+        self._clock: Callable[[], float] = lambda: 0.0
+        self._due: list[tuple[float, int, str]] = []  # (ready at, request, parent), a heap
+        self._free_at = [0.0] * parallel  # when each drafting thread is next free, a heap
+        self._count = 0
+
+    def bind(self, truth: _Truth, clock: Callable[[], float]) -> None:
+        self._truth, self._clock = truth, clock
+
+    def submit(self, request: dict[str, Any]) -> None:
+        if any(parent == request["parent_id"] for _, _, parent in self._due):
+            return  # pending already: the real service ignores a repeat too
+        self.requests += 1
+        done = max(self._clock(), self._free_at[0]) + self.latency_s
+        heapq.heapreplace(self._free_at, done)
+        heapq.heappush(self._due, (done, self.requests, request["parent_id"]))
+
+    def collect(self, proposer: str) -> dict[str, Any]:
+        assert self._truth is not None
+        proposals, drafted = [], []
+        while self._due and self._due[0][0] <= self._clock():
+            _, _, parent = heapq.heappop(self._due)
+            for _ in range(self.k):
+                self._count += 1
+                change = synthetic_change(self._truth, f"c{self._count}", proposer)
+                proposals.append({"parent_id": parent, "change": change.to_dict()})
+            drafted.append((parent, self.k))
+        pending = sorted({parent for _, _, parent in self._due})
+        return {"proposals": proposals, "events": [], "pending": pending, "stopped": "", "drafted": drafted}
+
+    def next_ready(self) -> float | None:
+        """When the next draft comes back (None: none is in flight). Drafts back already wait
+        for the search to ask again, which it does as trials finish."""
+        now = self._clock()
+        return min((at for at, _, _ in self._due if at > now), default=None)
 
 
 class _SyntheticWorkspace:
@@ -385,20 +442,30 @@ def simulate_campaign(config: CampaignConfig, scenario: Scenario, seed: int) -> 
 
 
 def simulate(
-    config: CampaignConfig, scenario: Scenario, seed: int, sink: Callable[[Event], None] | None = None
+    config: CampaignConfig, scenario: Scenario, seed: int, sink: Callable[[Event], None] | None = None,
+    *, drafts: SimulatedDrafts | None = None, trial_s: float | None = None, until_s: float | None = None,
 ) -> tuple[SearchTree, CampaignOutcome]:
-    """One campaign; the tree it grew (its events go to `sink`) and its score."""
-    tree, _, outcome = _campaign(config, scenario, seed, sink)
+    """One campaign; the tree it grew (its events go to `sink`) and its score.
+
+    `drafts`: candidates come from an LLM proposer drafting ahead on the simulated clock, instead
+    of at once. `trial_s`: every trial lasts that many simulated seconds (default: the node's
+    duration, drawn). `until_s`: the campaign is cut off at that simulated time."""
+    tree, _, outcome = _campaign(config, scenario, seed, sink, drafts=drafts, trial_s=trial_s, until_s=until_s)
     return tree, outcome
 
 
 def _campaign(
-    config: CampaignConfig, scenario: Scenario, seed: int, sink: Callable[[Event], None] | None = None
+    config: CampaignConfig, scenario: Scenario, seed: int, sink: Callable[[Event], None] | None = None,
+    *, drafts: SimulatedDrafts | None = None, trial_s: float | None = None, until_s: float | None = None,
 ) -> tuple[SearchTree, _Truth, CampaignOutcome]:
     truth = _Truth.for_campaign(scenario, seed)
     clock = [0.0]  # simulated seconds: events, elapsed time and the wall budget all read it
     tree = SearchTree(sink=sink, clock=lambda: clock[0])
-    engine = SearchEngine(config, tree, [_SyntheticProposer(truth)], _SyntheticWorkspace(truth))
+    proposer: Proposer = _SyntheticProposer(truth)
+    if drafts is not None:
+        drafts.bind(truth, lambda: clock[0])
+        proposer = ReadyProposer(drafts.name, drafts, ready=drafts.ready)
+    engine = SearchEngine(config, tree, [proposer], _SyntheticWorkspace(truth))
     engine.start({}, ROOT)
     tree.record("session_started", ts=0.0, resumed=False)
     running: list[tuple[float, int, str, str, dict[str, Any], int]] = []
@@ -414,16 +481,24 @@ def _campaign(
             machine = truth.place(busy)
             busy[machine] += 1
             result = _result(record, truth, tree, machine)
-            duration = truth.durations[record.node_id]
+            duration = truth.durations[record.node_id] if trial_s is None else trial_s / 3600.0
             gpu_hours += duration
             trials += 1
             heapq.heappush(
                 running, (clock[0] + duration * 3600.0, trials, record.trial_id, dispatch.token, result, machine)
             )
+        drafted = drafts.next_ready() if drafts is not None else None
+        if drafted is not None and (not running or drafted < running[0][0]):
+            if until_s is not None and drafted >= until_s:
+                break
+            clock[0] = drafted  # a draft comes back before the next trial ends: the search takes it
+            continue
         if not running:
             if engine.next_trial() == FINISHED:
                 break
             raise RuntimeError("the engine waits with nothing running")  # a policy deadlock
+        if until_s is not None and running[0][0] > until_s:
+            break
         done_at, _, trial_id, token, result, machine = heapq.heappop(running)
         busy[machine] -= 1
         clock[0] = done_at

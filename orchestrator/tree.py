@@ -160,7 +160,24 @@ class SearchTree:
         self._applying_ts = 0.0
         self._sink = sink
         self.clock = clock  # stamps events; a simulated campaign runs on simulated time
-        self._running = 0  # trials in the RUNNING state: kept as events apply, as it is read at every step
+        # Kept as events apply, as every step of the engine reads them: scanning every node and
+        # trial instead costs milliseconds per call once a campaign holds 100,000 nodes.
+        self._running = 0  # trials in the RUNNING state
+        self._open: dict[str, Node] = {}  # OPEN nodes, in creation order
+        self._expandable: dict[str, Node] = {}  # BASELINE and PROMOTED nodes
+        self.decided: dict[str, Node] = {}  # nodes decided, oldest decision first (a re-decided node moves last)
+        self.decision_log: list[str] = []  # the node of every decision event, in journal order
+        self._pending: dict[str, TrialRecord] = {}  # trials in the PENDING state
+        self._spent = {False: 0, True: 0}  # trials started (not PENDING), of the search and of integration
+        self._trial_states: dict[TrialState, int] = {}
+        self._node_statuses: dict[NodeStatus, int] = {}
+        self.trial_seconds = 0.0  # duration of every finished trial with a result, summed
+        # What the policy derives from a node's finished trials (its paired gain over its parent,
+        # the estimate along its chain, its mean duration), kept until a trial it reads finishes.
+        self.derived: dict[str, dict[str, Any]] = {}
+        # Nodes whose derived figures, children or status changed, in order, repeats included:
+        # the policy's rankings key again only these (orchestrator/policy.py Ranking).
+        self.touched: list[str] = []
 
     # ----- writing -----------------------------------------------------------------------
     def record(self, type_: str, **data: Any) -> Event:
@@ -225,8 +242,11 @@ class SearchTree:
             created_seq=self._applying,
         )
         self.nodes[node.node_id] = node
+        self._open[node.node_id] = node
+        self._count_status(node.status, 1)
         if parent_id:
             self.nodes[parent_id].children.append(node.node_id)
+            self.touched.append(parent_id)
 
     def _on_seeds_requested(self, data: dict[str, Any]) -> None:
         for position, seed in enumerate(data["seeds"]):
@@ -244,8 +264,11 @@ class SearchTree:
             return
         node.seeds.append(seed)
         tid = trial_id_for(node_id, seed)
-        self.trials.setdefault(tid, TrialRecord(tid, node_id, seed, block=block, requested_seq=self._applying,
-                                                position=position))
+        if tid not in self.trials:
+            record = self.trials[tid] = TrialRecord(tid, node_id, seed, block=block, requested_seq=self._applying,
+                                                    position=position)
+            self._pending[tid] = record
+            self._trial_states[record.state] = self._trial_states.get(record.state, 0) + 1
 
     def _on_test_started(self, data: dict[str, Any]) -> None:
         node = self.nodes[data["node_id"]]
@@ -278,7 +301,9 @@ class SearchTree:
         self.finished_count += 1
         self._set_state(record, result.state)
         record.result = result
+        self.trial_seconds += result.duration_s
         self._count_in_session("finished")
+        self._forget_derived(record)
 
     def _on_trial_lost(self, data: dict[str, Any]) -> None:
         record = self.trials[data["trial_id"]]
@@ -292,13 +317,51 @@ class SearchTree:
 
     def _set_state(self, record: TrialRecord, state: TrialState) -> None:
         self._running += (state is TrialState.RUNNING) - (record.state is TrialState.RUNNING)
+        started = (state is not TrialState.PENDING) - (record.state is not TrialState.PENDING)
+        self._spent[self.nodes[record.node_id].origin == "integration"] += started
+        if state is TrialState.PENDING:
+            self._pending[record.trial_id] = record
+        else:
+            self._pending.pop(record.trial_id, None)
+        self._trial_states[record.state] -= 1
+        self._trial_states[state] = self._trial_states.get(state, 0) + 1
         record.state = state
+
+    def _forget_derived(self, record: TrialRecord) -> None:
+        """A trial finished: drop what the policy derived from it. Its node's figures change, and
+        so does the gain of each child that ran on its seed (its control finished); a changed gain
+        moves the estimate of every node below along the chain."""
+        node = self.nodes[record.node_id]
+        moved = [c for c in node.children if record.seed in self.nodes[c].seeds]
+        self.derived.pop(node.node_id, None)
+        self.touched.append(node.node_id)
+        if node.parent_id is not None and trial_id_for(node.parent_id, record.seed) in self.trials:
+            moved.append(node.node_id)  # its own gain over its parent changed
+        while moved:
+            node_id = moved.pop()
+            self.derived.pop(node_id, None)
+            self.touched.append(node_id)
+            moved.extend(self.nodes[node_id].children)
+
+    def _count_status(self, status: NodeStatus, step: int) -> None:
+        self._node_statuses[status] = self._node_statuses.get(status, 0) + step
 
     def _on_decision(self, data: dict[str, Any]) -> None:
         node = self.nodes[data["node_id"]]
+        self._count_status(node.status, -1)
         node.status = NodeStatus(data["status"])
+        self._count_status(node.status, 1)
         node.decision = dict(data)
         node.decided_seq = self._applying
+        self._open.pop(node.node_id, None)
+        self.decided.pop(node.node_id, None)
+        self.decided[node.node_id] = node
+        self.decision_log.append(node.node_id)
+        self.touched.append(node.node_id)
+        if node.status.expandable:
+            self._expandable[node.node_id] = node
+        else:
+            self._expandable.pop(node.node_id, None)
 
 
     def _on_incumbent_changed(self, data: dict[str, Any]) -> None:
@@ -383,9 +446,8 @@ class SearchTree:
     def pending_trials(self) -> list[TrialRecord]:
         """Trials requested but neither running nor finished, in request order (a block's trials together)."""
         waiting = [
-            r for r in self.trials.values()
-            if r.state is TrialState.PENDING and (self.nodes[r.node_id].status is NodeStatus.OPEN
-                                                   or self.nodes[r.node_id].status.expandable)
+            r for r in self._pending.values()
+            if self.nodes[r.node_id].status is NodeStatus.OPEN or self.nodes[r.node_id].status.expandable
         ]
         return sorted(waiting, key=lambda r: (r.requested_seq, r.position))
 
@@ -419,27 +481,25 @@ class SearchTree:
         return [n for n in self.nodes.values() if n.status is NodeStatus.SUSPECT]
 
     def open_nodes(self) -> list[Node]:
-        return [n for n in self.nodes.values() if n.status is NodeStatus.OPEN]
+        return list(self._open.values())
+
+    def expandable_nodes(self) -> list[Node]:
+        """The measured nodes (baseline and promoted): those that can have children."""
+        return list(self._expandable.values())
 
     def trials_spent(self, *, integration: bool = False) -> int:
         """Trials started, of the search (root included) or of the integration stage: what
         each stage's trial budget counts."""
-        return sum(
-            1 for r in self.trials.values()
-            if r.state is not TrialState.PENDING and (self.nodes[r.node_id].origin == "integration") == integration
-        )
+        return self._spent[integration]
 
     def counts(self) -> dict[str, dict[str, int]]:
         trials: dict[str, int] = {}
-        for record in self.trials.values():
-            state = record.state.value
-            if record.state is TrialState.PENDING and self.phase is Phase.DONE:
-                state = NOT_RUN  # requested, then the campaign ended first: it will never run
-            trials[state] = trials.get(state, 0) + 1
-        nodes: dict[str, int] = {}
-        for node in self.nodes.values():
-            nodes[node.status.value] = nodes.get(node.status.value, 0) + 1
-        return {"trials": trials, "nodes": nodes}
+        for state, count in self._trial_states.items():
+            if count:
+                # Requested, then the campaign ended first: it will never run.
+                name = NOT_RUN if state is TrialState.PENDING and self.phase is Phase.DONE else state.value
+                trials[name] = count
+        return {"trials": trials, "nodes": {s.value: n for s, n in self._node_statuses.items() if n}}
 
     def elapsed_s(self, now: float | None = None) -> float:
         """Wall-clock time the campaign has run, summed over its sessions.

@@ -50,7 +50,7 @@ class ProposalContext:
 
     parent_id: str
     parent_params: dict[str, Any]
-    # (change, gain over its parent or None when it failed) for every decided node
+    # (change, gain over its parent or None when it failed) for every decided node, oldest decision first
     history: list[tuple[Change, float | None]] = field(default_factory=list)
     parent_commit: str = ""
     lineage: list[str] = field(default_factory=list)  # ancestors of the parent, nearest first

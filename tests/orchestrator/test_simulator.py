@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from orchestrator.simulator import (
     SCENARIOS,
+    SimulatedDrafts,
     default_sim_config,
     greedy_campaign,
     random_search_campaign,
@@ -122,3 +123,18 @@ def test_a_wall_budget_stops_a_simulated_campaign_on_simulated_time() -> None:
     # stopped once simulated time ran out, long before the trial budget.
     assert config.seeds.baseline < outcome.trials < SMALL.budget
     assert wall_s <= tree.elapsed_s() < wall_s + 10 * 3600.0
+
+
+def test_drafts_on_the_simulated_clock_come_back_after_the_llm_latency() -> None:
+    """The baseline's trials end at 30 s; the first draft is asked for then and comes back at 50 s:
+    no search node exists before, and the first search trials start then."""
+    scenario = replace(SCENARIOS["S"], budget=10**6)
+    config = sim_config(scenario, ray={"max_concurrent": 8}, search={"max_open_nodes": 8})
+    drafts = SimulatedDrafts(20.0, k=4, ready=2)
+    events: list[Event] = []
+    simulate(config, scenario, 3, events.append, drafts=drafts, trial_s=30.0, until_s=200.0)
+    created = [e.ts for e in events if e.type == "node_created" and e.data["parent_id"] is not None]
+    assert created and min(created) == 50.0
+    starts = [e.ts for e in events if e.type == "trial_started" and e.data["node_id"] != "n0"]
+    assert starts and min(starts) == 50.0
+    assert drafts.requests >= 2  # asked again for the next parents as the tree grew

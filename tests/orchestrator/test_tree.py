@@ -157,3 +157,27 @@ def test_events_are_stamped_by_the_trees_clock() -> None:
     tree.record("note", message="later")
     assert [e.ts for e in journal] == [100.0, 250.0]
     assert tree.elapsed_s() == 150.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPS)
+def test_the_counts_kept_as_events_apply_match_a_count_over_every_node_and_trial(
+    ops: list[tuple[str, int, int]],
+) -> None:
+    tree, _ = _grow(ops)
+    nodes, trials = list(tree.nodes.values()), list(tree.trials.values())
+    assert tree.open_nodes() == [n for n in nodes if n.status is NodeStatus.OPEN]
+    assert {n.node_id for n in tree.expandable_nodes()} == {n.node_id for n in nodes if n.status.expandable}
+    assert tree.trials_spent() == sum(1 for r in trials if r.state is not TrialState.PENDING)
+    waiting = [r for r in trials if r.state is TrialState.PENDING
+               and (tree.nodes[r.node_id].status is NodeStatus.OPEN or tree.nodes[r.node_id].status.expandable)]
+    assert tree.pending_trials() == sorted(waiting, key=lambda r: (r.requested_seq, r.position))
+    states: dict[str, int] = {}
+    for record in trials:
+        states[record.state.value] = states.get(record.state.value, 0) + 1
+    statuses: dict[str, int] = {}
+    for node in nodes:
+        statuses[node.status.value] = statuses.get(node.status.value, 0) + 1
+    assert tree.counts() == {"trials": states, "nodes": statuses}
+    assert list(tree.decided) == [n.node_id for n in sorted(nodes, key=lambda n: n.decided_seq)
+                                  if n.status is not NodeStatus.OPEN]
