@@ -99,4 +99,5 @@ def test_one_fingerprint_is_named_in_one_line(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
     notebook = report.notebook(config, _tree(mixed=False))
     section = notebook[notebook.index("## Comparability"):]
-    assert "Every trial ran under one fingerprint (no GPU, Python 3.11): hardware, software, data and budget." in section
+    one = "Every trial ran under one fingerprint (no GPU, Python 3.11): hardware, software, data and budget."
+    assert one in section
