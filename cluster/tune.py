@@ -111,12 +111,15 @@ def trial_trainable(config: dict[str, Any], bundles: dict[str, list[Any]] | None
     tune.report({PLACEMENT_KEY: json.dumps(where.to_dict())})
     node = replace(where, gpu_ids="").to_dict()  # the machine, not the trial: the journal says who fetched
 
+    journal: list[threading.Thread] = []
+
     def fetch_bundle(bundle_id: str) -> bytes:
         if bundles and bundle_id in bundles:
             data = cast(bytes, ray.get(bundles[bundle_id][0]))
-            # Journaled off the trial's path: the lookup of the tree actor can take seconds here.
-            threading.Thread(target=_journal_fetch, args=(actor_name, bundle_id, len(data), node),
-                             daemon=True).start()
+            # Journaled while the trial runs: the lookup of the tree actor can take seconds here.
+            journal.append(threading.Thread(target=_journal_fetch, args=(actor_name, bundle_id, len(data), node),
+                                            daemon=True))
+            journal[-1].start()
             return data
         actor = ray.get_actor(actor_name, namespace=NAMESPACE)
         return cast(bytes, ray.get(actor.bundle_bytes.remote(bundle_id, node)))
@@ -129,6 +132,8 @@ def trial_trainable(config: dict[str, Any], bundles: dict[str, list[Any]] | None
                            tidy_in_background=True)
     finally:
         done.set()
+    for thread in journal:  # done by now, unless the trial was shorter than the lookup
+        thread.join(timeout=60)
     tune.report({RESULT_KEY: json.dumps(result.to_dict()), "done": True})
 
 

@@ -1,4 +1,4 @@
-"""Benchmark: arborist at scale, in three parts.
+"""Benchmark: arborist at scale, in two parts.
 
 - `--part actor`: the tree actor's serial work with a large tree. A campaign is started for a
   tiny project, its journal is extended with a synthetic history (a wide tree of `--nodes`
@@ -12,11 +12,9 @@
   take `--llm-s` simulated seconds (the real ReadyProposer in front of a simulated drafting
   service). It reports the share of GPU-seconds busy over `--window-s`, and the engine's real CPU
   seconds per simulated second (above 1, the actor could not keep up).
-- `--part live`: a real campaign on Ray (see `live()`).
 
 Usage: .venv/bin/python scripts/bench_scale.py --part actor [--nodes 100000] [--calls 2000]
        .venv/bin/python scripts/bench_scale.py --part sim [--gpus 1024] [--window-s 3600]
-       .venv/bin/python scripts/bench_scale.py --part live [--gpus 64] [--window-s 600]
        add --json for one JSON object on stdout.
 """
 
@@ -286,13 +284,12 @@ def sim(gpus: int, window_s: float, trial_s: float, llm_s: float, warmup_s: floa
 # ----- the command line ---------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["actor", "sim", "live"], required=True)
+    parser.add_argument("--part", choices=["actor", "sim"], required=True)
     parser.add_argument("--nodes", type=int, default=100_000, help="actor: nodes in the tree")
     parser.add_argument("--calls", type=int, default=2000, help="actor: trials reported while timing")
     parser.add_argument("--concurrent", type=int, default=64, help="actor: trials out at a time")
-    parser.add_argument("--gpus", type=int, default=None, help="sim: GPU slots (1024); live: logical GPUs (64)")
-    parser.add_argument("--window-s", type=float, default=None, help="sim: simulated seconds measured (3600); "
-                        "live: seconds measured (600)")
+    parser.add_argument("--gpus", type=int, default=1024, help="sim: GPU slots")
+    parser.add_argument("--window-s", type=float, default=3600.0, help="sim: simulated seconds measured")
     parser.add_argument("--warmup-s", type=float, default=120.0, help="sim: seconds before the window opens")
     parser.add_argument("--trial-s", type=float, default=30.0, help="seconds each trial runs")
     parser.add_argument("--llm-s", type=float, default=20.0,
@@ -305,11 +302,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.part == "actor":
         out = actor(args.nodes, args.calls, args.concurrent)
-    elif args.part == "sim":
-        out = sim(args.gpus or 1024, args.window_s or 3600.0, args.trial_s, args.llm_s, args.warmup_s,
-                  args.llm_k, args.llm_ready, args.llm_parallel)
     else:
-        raise SystemExit(f"--part {args.part}: not written yet")
+        out = sim(args.gpus, args.window_s, args.trial_s, args.llm_s, args.warmup_s,
+                  args.llm_k, args.llm_ready, args.llm_parallel)
     if args.json:
         print(json.dumps(out))
     else:

@@ -163,6 +163,9 @@ class LocalCluster:
         node = self.workers[index]
         _kill(self._processes(node))
         node.node_id = ""
+        # Fresh ports, as a new pod would have: until Ray's health checks notice the old node's
+        # death, it is still listed alive under its node manager port.
+        self._pick_ports(node)
         self._ray_start(node)
         self._learn_node_ids()
         return node.node_id
