@@ -202,9 +202,21 @@ def node_detail(campaign: Campaign, node_id: str) -> dict[str, Any]:
             "proposer": change.proposer, "params": change.params, "diff": change.diff,
             "source_id": change.source_id,
         },
-        "params": node.params, "commit": node.commit, "decision": decision, "evidence": evidence,
+        "params": jsonable(node.params), "commit": node.commit, "decision": jsonable(decision),
+        "evidence": jsonable(evidence),
         "metrics": report.node_metrics(tree, config, node_id), "trials": trials,
     }
+
+
+def jsonable(value: Any) -> Any:
+    """Ledger values as strict JSON: an undefined number (NaN, infinity) is null."""
+    if isinstance(value, float):
+        return report._clean(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def incumbent_history(campaign: Campaign) -> list[dict[str, Any]]:
