@@ -26,6 +26,8 @@ TOP_CHILDREN = 5  # children shown under each lineage node before "N more"
 FOREST_ROWS = 40  # effects drawn in the forest plot (the best and the worst half each)
 HISTOGRAM_BINS = 40
 CHART_COLUMNS = 600  # pixel columns the control chart is reduced to
+CONTROL_SERIES = 8  # control nodes drawn: the baseline, then those with the most controls
+CONTROL_ROWS = 50  # rows of the controls table
 PAGE_LIMIT = 200  # the most rows one page of a table or of children holds
 LOG_TAIL_CHARS = 4000
 # How a node ranks among its siblings: the verdicts a reader looks for first.
@@ -116,7 +118,8 @@ def view_data(campaign: Campaign) -> dict[str, Any]:
         "incumbent_history": incumbent_history(campaign),
         "forest": forest(tree),
         "controls": control_series(config, tree),
-        "controls_table": data["controls"],
+        "controls_table": {**data["controls"], "nodes": data["controls"]["nodes"][:CONTROL_ROWS],
+                           "total": len(data["controls"]["nodes"])},
         "drift_events": data["drift_events"],
         "ablation": data["integration"]["ablation"],
         "integration": {k: data["integration"][k] for k in ("winners", "final")},
@@ -273,12 +276,15 @@ def control_series(config: CampaignConfig, tree: SearchTree) -> dict[str, Any]:
         reference = sum(v for _, v in points[:window]) / window if len(points) >= window else None
         series.append((node_id, points, reference))
         all_points.extend(points)
+    # A long campaign has a control node per expanded parent: draw the busiest few.
+    drawn = series[:1] + sorted(series[1:], key=lambda s: -len(s[1]))[: CONTROL_SERIES - 1]
     x_low = min((x for x, _ in all_points), default=0.0)
     x_high = max((x for x, _ in all_points), default=1.0)
     return {
         "series": [{"node_id": node_id, "count": len(points), "reference": reference,
                     "points": chart.downsample(points, x_low, x_high, CHART_COLUMNS)}
-                   for node_id, points, reference in series],
+                   for node_id, points, reference in drawn],
+        "total": len(series),
         "markers": [{"at": float(e["at_order"]), "node_id": e["node_id"], "z": report._clean(e.get("z"))}
                     for e in tree.drift_events],
         "objective": config.objective,

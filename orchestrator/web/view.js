@@ -333,6 +333,9 @@
       root.append(svg("line", { class: "drift", x1: f.x(m.at), x2: f.x(m.at), y1: f.m.t, y2: f.height - f.m.b }));
     }
     box.append(root);
+    if (c.total > c.series.length) box.append(el("p", { class: "note", text: `The baseline and the ${c.series.length - 1} busiest of ${c.total - 1} other control nodes.` }));
+    const ct = data.controls_table;
+    if (ct.total > ct.nodes.length) box.append(el("p", { class: "note", text: `The first ${ct.nodes.length} of ${ct.total} control nodes:` }));
     box.append(table(["control node", "controls", "first-window mean", "last-window mean", "shift (seed sds)"],
       data.controls_table.nodes.map((r) => [r.node_id, r.controls, fmt(r.first_mean), fmt(r.last_mean), signed(r.shift_sds)]), "controls-table"));
     if (data.drift_events.length) {
