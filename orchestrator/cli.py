@@ -1,4 +1,4 @@
-"""arborist run | resume | status | report | inject | approve | reject."""
+"""arborist run | resume | status | report | serve | inject | approve | reject."""
 
 from __future__ import annotations
 
@@ -72,7 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("campaign_dir", type=Path)
     rep.add_argument("--json", action="store_true", help="print the summary as JSON instead")
     rep.add_argument("--out", type=Path, help="notebook path (default CAMPAIGN_DIR/report.md)")
+    rep.add_argument("--html", type=Path, metavar="FILE", help="write the web view as one self-contained HTML file")
     rep.set_defaults(func=_report)
+
+    srv = sub.add_parser("serve", help="a read-only web view of a campaign, running or not")
+    srv.add_argument("campaign_dir", type=Path, metavar="CAMPAIGN_DIR")
+    srv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: pick a free one)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    srv.set_defaults(func=_serve)
 
     inj = sub.add_parser(
         "inject", help="add a change to a campaign's queue while it runs (or before a resume)",
@@ -377,6 +384,11 @@ def _report(args: argparse.Namespace) -> int:
     from orchestrator import campaign
 
     config = campaign.load_campaign_config(args.campaign_dir.resolve())
+    if args.html:
+        from orchestrator import serve
+
+        print(serve.write_html(config, args.html))
+        return 0
     tree = report.load_tree(config)
     if args.json:
         print(json.dumps(report.summary(config, tree), indent=2, default=str))
@@ -384,6 +396,12 @@ def _report(args: argparse.Namespace) -> int:
     path = report.write_notebook(config, tree, args.out)
     print(path)
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from orchestrator import campaign, serve
+
+    return serve.serve(campaign.load_campaign_config(args.campaign_dir.resolve()), args.host, args.port)
 
 
 if __name__ == "__main__":

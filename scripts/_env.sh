@@ -53,3 +53,17 @@ if [ "$extras" = "dev" ] && ! command -v bwrap >/dev/null 2>&1; then
     echo "bubblewrap (bwrap) is missing; install it (apt-get install bubblewrap) or sandbox tests will be skipped" >&2
   fi
 fi
+# The web view's tests (tests/web) drive a real headless chromium through chromedriver; installed
+# for development the same way as bubblewrap.
+if [ "$extras" = "dev" ] && ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing chromium and chromium-driver (the web view's browser tests) with apt-get" >&2
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver ||
+           { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }; } \
+        > .venv/chromium-install.log 2>&1; then
+      echo "could not install chromium (log: .venv/chromium-install.log); the web view's browser tests will fail" >&2
+    fi
+  else
+    echo "chromium/chromedriver are missing; install them (apt-get install chromium chromium-driver) for tests/web" >&2
+  fi
+fi
