@@ -149,6 +149,7 @@ class SearchTree:
         self.sessions: list[dict[str, Any]] = []  # ts, resumed, last_ts, and the trials started, finished, lost
         self.lost: list[dict[str, Any]] = []  # trial_lost events: trial_id, reason, placement, seq, ts, session
         self.bundle_fetches: list[dict[str, Any]] = []  # bundle_sent events: bundle_id, bytes, placement, seq, ts
+        self.incumbent_changes: list[dict[str, Any]] = []  # node_id, ts, elapsed_s and trials finished by then
         self.llm_usd = 0.0  # spend of every LLM call, from llm_call events
         self.llm_calls = 0
         self.llm_by_proposer: dict[str, dict[str, float]] = {}  # calls, failed, tokens, usd
@@ -366,6 +367,8 @@ class SearchTree:
 
     def _on_incumbent_changed(self, data: dict[str, Any]) -> None:
         self.incumbent_id = data["node_id"]
+        self.incumbent_changes.append({"node_id": data["node_id"], "ts": self._applying_ts,
+                                       "elapsed_s": self.elapsed_s(self._applying_ts), "trials": self.finished_count})
 
     def _on_proposal(self, data: dict[str, Any]) -> None:
         self.proposals.append(

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from orchestrator import chart, drift, report
 from orchestrator.config import CampaignConfig
-from orchestrator.ledger import load_events, open_filesystem
-from orchestrator.tree import ROOT_ID, Event, Node, NodeStatus, SearchTree, paused_gc
+from orchestrator.tree import ROOT_ID, Node, NodeStatus, SearchTree
 from trials.spec import TrialState
 
 TOP_CHILDREN = 5  # children shown under each lineage node before "N more"
@@ -39,11 +36,10 @@ STATUS_RANK = {
 
 @dataclass
 class Campaign:
-    """A replayed ledger and what the view needs beyond the tree: when the incumbent changed."""
+    """A replayed ledger, with what the view computes of it once per replay."""
 
     config: CampaignConfig
     tree: SearchTree
-    incumbents: list[dict[str, Any]] = field(default_factory=list)  # node_id, ts, trials (finished then)
     _children_order: dict[str, list[str]] = field(default_factory=dict)
 
     def ordered_children(self, node_id: str) -> list[str]:
@@ -57,24 +53,8 @@ class Campaign:
 
 
 def load(config: CampaignConfig) -> Campaign:
-    """Replay the campaign's ledger (as report.load_tree does), noting each incumbent change with
-    its time and the trials finished by then."""
-    assert config.campaign_dir is not None
-    uri = config.storage or str(Path(config.campaign_dir) / "ledger")
-    fs, root = open_filesystem(uri, config.s3)
-    return replay(config, load_events(fs, root, Path(config.campaign_dir) / "journal.wal"))
-
-
-def replay(config: CampaignConfig, events: Iterable[Event]) -> Campaign:
-    tree = SearchTree()
-    incumbents: list[dict[str, Any]] = []
-    with paused_gc():
-        for event in sorted(events, key=lambda e: e.seq):
-            before = tree.last_seq
-            tree.apply(event)
-            if event.type == "incumbent_changed" and tree.last_seq != before:
-                incumbents.append({"node_id": event.data["node_id"], "ts": event.ts, "trials": tree.finished_count})
-    return Campaign(config, tree, incumbents)
+    """Replay the campaign's ledger."""
+    return Campaign(config, report.load_tree(config))
 
 
 def _gain(node: Node) -> float | None:
@@ -226,24 +206,14 @@ def incumbent_history(campaign: Campaign) -> list[dict[str, Any]]:
     """Each incumbent in turn with its gain over the baseline (as estimated now), when it took
     over: the trials finished by then and the campaign's elapsed seconds."""
     tree, config = campaign.tree, campaign.config
-    spans = tree._session_spans(None)
     rows = []
-    for change in campaign.incumbents:
+    for change in tree.incumbent_changes:
         if change["node_id"] not in tree.nodes:
             continue
         gain = report.gain_vs_baseline(tree, config, change["node_id"])
-        rows.append({**change, "elapsed_s": round(_elapsed_at(spans, change["ts"]), 1), "gain": gain["mean"],
+        rows.append({**change, "elapsed_s": round(change["elapsed_s"], 1), "gain": gain["mean"],
                      "ci_low": gain["ci_low"], "ci_high": gain["ci_high"]})
     return rows
-
-
-def _elapsed_at(spans: list[tuple[float, float]], ts: float) -> float:
-    total = 0.0
-    for start, end in spans:
-        if ts <= start:
-            break
-        total += min(ts, end) - start
-    return total
 
 
 def forest(tree: SearchTree, rows: int = FOREST_ROWS, bins: int = HISTOGRAM_BINS) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def check_page_matches_ledger(driver: Any, config: CampaignConfig) -> None:
     costs = driver.find_element(By.ID, "costs-table").text
     assert f"{round(tree.trial_seconds / 3600, 3):g}" in costs
     assert len(driver.find_elements(By.CSS_SELECTOR, "#incumbent-plot svg circle")) == 2 * len(
-        [r for r in view.load(config).incumbents if r["node_id"] in tree.nodes])
+        [r for r in view.load(config).tree.incumbent_changes if r["node_id"] in tree.nodes])
     table_rows = driver.find_elements(By.CSS_SELECTOR, "#nodes-table tr")
     assert len(table_rows) == len(tree.nodes) + 1
 
