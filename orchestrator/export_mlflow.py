@@ -490,6 +490,11 @@ def _log(client: Any, run_id: str, params: dict[str, str], points: list[Point], 
 
     metrics = [Metric(p.key, p.value, p.timestamp_ms, p.step) for p in points]
     named = [Param(k, v) for k, v in params.items()] + [RunTag(k, _truncate(v, MAX_TAG_CHARS)) for k, v in tags.items()]
+    if len(named) <= MAX_PARAMS_TAGS_PER_BATCH and len(named) + len(metrics) <= MAX_METRICS_PER_BATCH:
+        # One request (one commit on a sqlite store) for the usual run: each costs tens of ms there.
+        client.log_batch(run_id, metrics=metrics, params=[e for e in named if isinstance(e, Param)],
+                         tags=[e for e in named if isinstance(e, RunTag)])
+        return
     for chunk in _chunks(named, MAX_PARAMS_TAGS_PER_BATCH):
         client.log_batch(run_id, params=[e for e in chunk if isinstance(e, Param)],
                          tags=[e for e in chunk if isinstance(e, RunTag)])
