@@ -337,6 +337,25 @@ def export(campaign_dir: Path, tracking_uri: str, experiment: str | None = None)
     experiment_id = _experiment(client, tracking_uri, name, config, campaign_dir)
     result = ExportResult(experiment_id, name)
     nodes, trials = _existing(client, tracking_uri, experiment_id, cid)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _write(client, config, tree, cid, result, nodes, trials)
+    except (MlflowException, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+        raise ExportError(
+            f"the export to {tracking_uri} (experiment {name!r}) stopped after {result.trials_created} new trial "
+            f"runs: {first}. Export again once the store answers: the runs written so far are found and completed, "
+            "none is duplicated."
+        ) from exc
+    return result
+
+
+def _write(
+    client: Any, config: CampaignConfig, tree: SearchTree, cid: str, result: ExportResult,
+    nodes: dict[str, Any], trials: dict[str, Any],
+) -> None:
+    experiment_id = result.experiment_id
     node_run_ids: dict[str, str] = {}
     for node in sorted(tree.nodes.values(), key=lambda n: n.created_seq):
         if not any(r.result is not None for r in tree.node_trials(node.node_id)):
@@ -365,7 +384,6 @@ def export(campaign_dir: Path, tracking_uri: str, experiment: str | None = None)
             result.trials_updated += 1
         else:
             result.trials_unchanged += 1
-    return result
 
 
 def _client(tracking_uri: str) -> Any:

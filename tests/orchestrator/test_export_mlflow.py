@@ -138,7 +138,7 @@ def test_an_export_midway_is_completed_by_the_next(tmp_path: Path) -> None:
     trials, nodes = _runs(uri, config.name)
     still_open = {nid for nid, run in nodes.items() if run.info.status == "RUNNING"}
     assert still_open and all(tree.nodes[nid].status is NodeStatus.OPEN for nid in still_open)
-    assert all(run.data.tags["arborist.decision.status"] == "OPEN" for run in nodes.values() if run.info.status == "RUNNING")
+    assert all(nodes[nid].data.tags["arborist.decision.status"] == "OPEN" for nid in still_open)
 
     drive(service)
     service.close()
@@ -190,4 +190,12 @@ def test_without_mlflow_installed_the_error_says_how_to_install_it(finished: Cam
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "pip install 'arborist[mlflow]'" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_a_folder_that_is_not_a_campaign_is_refused_before_any_store_is_made(tmp_path: Path) -> None:
+    done = subprocess.run([*CLI, "export", str(tmp_path), "--mlflow", f"sqlite:///{tmp_path}/m.db"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "is not a campaign folder" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "m.db").exists()
