@@ -183,10 +183,10 @@ def node_run(config: CampaignConfig, tree: SearchTree, node: Node, cid: str) -> 
         **_decision_tags(node),
         "mlflow.source.name": "arborist",
         "mlflow.source.git.commit": node.commit,
+        # Written on every node, so a re-export takes it off the node that held it before.
+        "arborist.incumbent": "true" if tree.incumbent_id == node.node_id else "false",
         NOTE_TAG: _truncate(_node_note(node), NOTE_CHARS),
     }
-    if tree.incumbent_id == node.node_id:
-        tags["arborist.incumbent"] = "true"
     return RunContent(
         name=_truncate(f"{node.node_id} {describe}", 100), status=status, start_ms=start_ms,
         end_ms=end_ms if decided else None,

@@ -120,6 +120,8 @@ def test_every_trial_is_a_run_with_the_ledgers_values_and_a_second_export_adds_n
         assert run.data.tags["arborist.decision.interval"] == f"[{node['gain_ci_low']:.6g}, {node['gain_ci_high']:.6g}]"
         assert run.data.tags["arborist.change.kind"] == node["change_kind"]
         assert run.info.status == ("FAILED" if node["status"] == "FAILED" else "FINISHED")
+    crowned = [nid for nid, run in node_runs.items() if run.data.tags["arborist.incumbent"] == "true"]
+    assert crowned == [report.load_tree(finished).incumbent_id]
 
     second = _export_cli(finished, uri)
     assert f"0 trial runs added, 0 updated, {len(rows)} unchanged; 0 node runs added, 0 updated" in second
@@ -155,6 +157,8 @@ def test_an_export_midway_is_completed_by_the_next(tmp_path: Path) -> None:
         for trial in (r for r in trials.values() if r.data.tags["arborist.node"] == nid):
             assert trial.data.tags["arborist.decision.status"] == status
     assert final.trials_updated > 0 and final.nodes_updated >= len(still_open)
+    # The crown is on the final incumbent's run alone, wherever it was at the first export.
+    assert [nid for nid, run in nodes.items() if run.data.tags["arborist.incumbent"] == "true"] == [tree.incumbent_id]
 
 
 def test_a_folder_store_is_written_when_mlflow_is_told_to_allow_it(
