@@ -22,7 +22,9 @@ import hashlib
 import json
 import math
 import re
+import socket
 import statistics
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ TAG_NODE = "arborist.node"
 TAG_TRIAL = "arborist.trial"
 PARENT_TAG = "mlflow.parentRunId"  # what MLflow's UI nests child runs by
 NOTE_TAG = "mlflow.note.content"  # the run's Description in the UI
+SERVER_CONNECT_S = 10.0  # a tracking server that does not accept a connection by then is not there
 SUMMARY_CHARS = 250  # a tag shown in a table column: a line, not a page
 NOTE_CHARS = 5000  # the run's description: room for a hypothesis and a log tail
 MAX_TAG_CHARS = 8000  # MLflow's limits (mlflow.utils.validation)
@@ -394,12 +397,30 @@ def _client(tracking_uri: str) -> Any:
             f"exporting to MLflow needs the MLflow client, which is not installed here ({exc}). "
             f"Install it with: {INSTALL_HINT}"
         ) from exc
+    _check_server(tracking_uri)
     try:
         client = MlflowClient(tracking_uri=tracking_uri)
         client.search_experiments(max_results=1)  # a store that cannot be opened says so now, not mid-export
     except Exception as exc:
         raise ExportError(_store_problem(tracking_uri, exc)) from exc
     return client
+
+
+def _check_server(tracking_uri: str) -> None:
+    """A tracking server that nothing answers for is named at once: MLflow's client retries a refused
+    connection for minutes before it gives up."""
+    parsed = urllib.parse.urlsplit(tracking_uri)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=SERVER_CONNECT_S).close()
+    except OSError as exc:
+        raise ExportError(
+            f"no MLflow tracking server answers at {parsed.hostname}:{port} ({tracking_uri}): {exc}. Start it "
+            "(mlflow server --backend-store-uri sqlite:///mlflow.db --port 5000) or check the URL; a local store "
+            "needs no server: --mlflow sqlite:////absolute/path/mlflow.db"
+        ) from exc
 
 
 def _store_problem(tracking_uri: str, exc: Exception) -> str:

@@ -4,8 +4,10 @@ tracking stores, read back with MlflowClient and held against the ledger's own t
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,13 @@ def test_a_folder_that_is_not_a_campaign_is_refused_before_any_store_is_made(tmp
     assert done.returncode == 2
     assert "is not a campaign folder" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "m.db").exists()
+
+
+def test_a_tracking_server_that_is_not_there_is_named_at_once(finished: CampaignConfig) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ExportError, match=rf"no MLflow tracking server answers at 127.0.0.1:{port} .*mlflow server"):
+        export(_campaign_dir(finished), f"http://127.0.0.1:{port}")
+    assert time.monotonic() - started < 30, "the export waited on MLflow's retries"
