@@ -1,4 +1,4 @@
-"""arborist run | resume | status | report | serve | inject | approve | reject."""
+"""arborist run | resume | status | report | serve | inject | approve | reject | export."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rich.console import Console
 
 from orchestrator import report
 from orchestrator.config import ASPECTS, CampaignConfig, ConfigError, load_config
+from orchestrator.export_mlflow import ExportError
 from orchestrator.inbox import InjectError
 from orchestrator.ledger import LedgerError
 from orchestrator.progress import ProgressDisplay, progress_line
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, soft_wrap=True)  # a wrapped path cannot be copied back
     try:
         return int(args.func(args))
-    except (ConfigError, QueueFileError, LedgerError, InjectError, ProjectError) as exc:
+    except (ConfigError, QueueFileError, LedgerError, InjectError, ProjectError, ExportError) as exc:
         err.print(f"arborist: error: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
     except BrokenPipeError:
@@ -106,7 +107,33 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("campaign_dir", type=Path, metavar="CAMPAIGN_DIR", help="the folder `arborist run` printed")
         cmd.add_argument("node", metavar="NODE", help="the suspect node's id, as the report lists it (e.g. n7)")
         cmd.set_defaults(func=_verdict, verdict=verdict)
+
+    exp = sub.add_parser(
+        "export", help="copy a campaign's trials to MLflow (pip install 'arborist[mlflow]')",
+        description="Every finished trial as an MLflow run, nested under a run per node. Exporting again "
+                    "brings the runs up to date and adds the new trials; nothing is duplicated.",
+    )
+    exp.add_argument("campaign_dir", type=Path, metavar="CAMPAIGN_DIR", help="the folder `arborist run` printed")
+    exp.add_argument("--mlflow", required=True, metavar="TRACKING_URI",
+                     help="the tracking store: sqlite:///PATH/mlflow.db or http://HOST:5000")
+    exp.add_argument("--experiment", metavar="NAME", help="the MLflow experiment (default: the campaign's name)")
+    exp.set_defaults(func=_export)
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from orchestrator import export_mlflow
+
+    done = export_mlflow.export(args.campaign_dir.resolve(), args.mlflow, args.experiment)
+    print(f"exported to MLflow experiment {done.experiment_name!r} (id {done.experiment_id}) at {args.mlflow}: "
+          f"{done.trials_created} trial runs added, {done.trials_updated} updated, {done.trials_unchanged} "
+          f"unchanged; {done.nodes_created} node runs added, {done.nodes_updated} updated")
+    if done.trials_not_finished:
+        print(f"{done.trials_not_finished} trials not finished yet: export again later to add them", file=sys.stderr)
+    if done.trials_never_run:
+        print(f"{done.trials_never_run} trials requested never ran (the campaign ended first): they have no run",
+              file=sys.stderr)
+    return 0
 
 
 def _verdict(args: argparse.Namespace) -> int:
