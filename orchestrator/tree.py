@@ -132,6 +132,7 @@ class SearchTree:
         self.nodes: dict[str, Node] = {}
         self.trials: dict[str, TrialRecord] = {}
         self.proposals: list[Proposal] = []
+        self.imported: list[dict[str, Any]] = []  # rows of experiment logs brought in (history_imported)
         self.meta: dict[str, Any] = {}
         self.phase = Phase.BASELINE
         self.incumbent_id: str | None = None
@@ -366,6 +367,9 @@ class SearchTree:
 
     def _on_incumbent_changed(self, data: dict[str, Any]) -> None:
         self.incumbent_id = data["node_id"]
+
+    def _on_history_imported(self, data: dict[str, Any]) -> None:
+        self.imported.append(dict(data))
 
     def _on_proposal(self, data: dict[str, Any]) -> None:
         self.proposals.append(
