@@ -26,7 +26,7 @@ from orchestrator.tree import ROOT_ID, NodeStatus, SearchTree
 
 __all__ = [
     "ApiError", "LedgerTables", "Summary", "export_log", "import_log", "read", "report", "resume", "run",
-    "status",
+    "status", "summary",
 ]
 
 Say = Callable[[str], None]  # where a run's notes go (the CLI prints them to stderr)
