@@ -42,7 +42,7 @@ from orchestrator.inbox import LOCK_FILE as INBOX_LOCK_FILE
 from orchestrator.ownership import LOCK_FILE, check_free
 from orchestrator.proposers.queue import INPUTS_DIR, copy_path, copy_text, load_queue, write_copy
 from orchestrator.proposers.registry import proposer_names
-from orchestrator.reader import JOURNAL_FILE, LEDGER_DIR, ledger_uri, load_events
+from orchestrator.reader import JOURNAL_FILE, LEDGER_DIR, load_events
 from trials.hashing import hash_path
 from trials.protect import expected_digests, is_definition
 from trials.worktree import CampaignRepo, snapshot_project
@@ -65,9 +65,6 @@ FAILED_START_LEFTOVERS = (
 
 class CampaignInterrupted(RuntimeError):
     """The campaign stopped before it finished; `arborist resume` continues it."""
-
-
-storage_uri = ledger_uri
 
 
 def has_events(config: CampaignConfig) -> bool:

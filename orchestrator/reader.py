@@ -82,6 +82,13 @@ class LedgerTables:
         return {name: self[name].to_pandas() for name in self.names()}
 
 
+def read_journal(config: CampaignConfig) -> list[Event]:
+    """The journal's events no Parquet part holds yet (a running or killed campaign's newest)."""
+    assert config.campaign_dir is not None
+    fs, root = ledger.open_filesystem(ledger_uri(config), config.s3)
+    return _journal_only(ledger.read_table(fs, root, "events"), ledger.read_wal(journal_path(config.campaign_dir)))
+
+
 def read(config: CampaignConfig, tree: SearchTree | None = None) -> LedgerTables:
     """The campaign's ledger as Arrow tables; `tree` (already replayed) saves a second replay."""
     assert config.campaign_dir is not None
