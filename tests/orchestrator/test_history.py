@@ -102,3 +102,19 @@ def test_a_campaign_written_as_a_log_blocks_its_changes_in_a_fresh_campaign(tmp_
     queue = [n for n in tables.nodes.to_pylist() if n["proposer"] == "queue"]
     assert [n["hypothesis"] for n in queue] == ["a model module that does not exist"]
     assert tables.events.column("type").to_pylist().count("history_imported") == written
+
+
+def test_import_log_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli import EXIT_USAGE, main
+
+    config_path = write_config(tmp_path)
+    log = tmp_path / "results.tsv"
+    log.write_bytes(REAL_WORLD.encode())
+    folder = tmp_path / "campaign"
+    assert main(["import-log", str(log), "--campaign-dir", str(folder)]) == EXIT_USAGE
+    assert "holds no campaign yet; pass the config it will run (--config CFG)" in capsys.readouterr().err
+    assert main(["import-log", str(log), "--campaign-dir", str(folder), "--config", str(config_path)]) == 0
+    assert capsys.readouterr().out.startswith(f"imported 4 rows from {log} (2 keep, 1 discard, 1 crash)")
+    log.write_text("commit\tval_bpb\tmemory_gb\tstatus\tdescription\nabc\t0.9\t44\tkept\tx\n")
+    assert main(["import-log", str(log), "--campaign-dir", str(folder), "--config", str(config_path)]) == EXIT_USAGE
+    assert f"arborist: error: {log}:2: column 4 (status): status is 'kept'" in capsys.readouterr().err
