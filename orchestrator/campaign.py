@@ -39,10 +39,10 @@ from typing import Any
 from orchestrator.config import CampaignConfig, ConfigError
 from orchestrator.inbox import INBOX_FILE
 from orchestrator.inbox import LOCK_FILE as INBOX_LOCK_FILE
-from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.ownership import LOCK_FILE, check_free
 from orchestrator.proposers.queue import INPUTS_DIR, copy_path, copy_text, load_queue, write_copy
 from orchestrator.proposers.registry import proposer_names
+from orchestrator.reader import JOURNAL_FILE, LEDGER_DIR, load_events
 from trials.hashing import hash_path
 from trials.protect import expected_digests, is_definition
 from trials.worktree import CampaignRepo, snapshot_project
@@ -58,8 +58,8 @@ def _staged(name: str) -> str:
 
 # What a start that failed before its first event can leave in the folder (see the layout above).
 FAILED_START_LEFTOVERS = (
-    CAMPAIGN_FILE, "config.yaml", INPUTS_DIR, "repo", "bundles", SETUP_FILE, "journal.wal", "ledger", "scratch", "tune",
-    INBOX_FILE, INBOX_LOCK_FILE, "report.md", "control_chart.svg", _staged(CAMPAIGN_FILE), _staged(SETUP_FILE),
+    CAMPAIGN_FILE, "config.yaml", INPUTS_DIR, "repo", "bundles", SETUP_FILE, JOURNAL_FILE, LEDGER_DIR, "scratch",
+    "tune", INBOX_FILE, INBOX_LOCK_FILE, "report.md", "control_chart.svg", _staged(CAMPAIGN_FILE), _staged(SETUP_FILE),
 )
 
 
@@ -67,15 +67,8 @@ class CampaignInterrupted(RuntimeError):
     """The campaign stopped before it finished; `arborist resume` continues it."""
 
 
-def storage_uri(config: CampaignConfig) -> str:
-    assert config.campaign_dir is not None
-    return config.storage or str(Path(config.campaign_dir) / "ledger")
-
-
 def has_events(config: CampaignConfig) -> bool:
-    assert config.campaign_dir is not None
-    fs, root = open_filesystem(storage_uri(config), config.s3)
-    return bool(load_events(fs, root, Path(config.campaign_dir) / "journal.wal"))
+    return bool(load_events(config))
 
 
 def _holds_a_campaign(campaign_dir: Path) -> str:

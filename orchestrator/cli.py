@@ -1,4 +1,5 @@
-"""arborist run | resume | status | report | serve | inject | approve | reject | export."""
+"""arborist run | resume | status | report | serve | inject | approve | reject | export | import-log: a
+thin layer over orchestrator/api.py, which does the work."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrator import report
-from orchestrator.config import ASPECTS, CampaignConfig, ConfigError, load_config
+from orchestrator import api, report
+from orchestrator.api import ApiError
+from orchestrator.config import ASPECTS, CampaignConfig, ConfigError
 from orchestrator.export_mlflow import ExportError
+from orchestrator.history import HistoryError
 from orchestrator.inbox import InjectError
 from orchestrator.ledger import LedgerError
 from orchestrator.progress import ProgressDisplay, progress_line
@@ -36,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, soft_wrap=True)  # a wrapped path cannot be copied back
     try:
         return int(args.func(args))
-    except (ConfigError, QueueFileError, LedgerError, InjectError, ProjectError, ExportError) as exc:
+    except (ConfigError, QueueFileError, LedgerError, InjectError, ProjectError, HistoryError, ApiError,
+            ExportError) as exc:
         err.print(f"arborist: error: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
     except BrokenPipeError:
@@ -73,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("campaign_dir", type=Path)
     rep.add_argument("--json", action="store_true", help="print the summary as JSON instead")
     rep.add_argument("--out", type=Path, help="notebook path (default CAMPAIGN_DIR/report.md)")
+    rep.add_argument("--tsv", type=Path, metavar="FILE",
+                     help="also write the decided nodes as an autoresearch-style results.tsv")
     rep.add_argument("--html", type=Path, metavar="FILE", help="write the web view as one self-contained HTML file")
     rep.set_defaults(func=_report)
 
@@ -81,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: pick a free one)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     srv.set_defaults(func=_serve)
+
+    imp = sub.add_parser(
+        "import-log", help="bring an autoresearch-style results.tsv into a campaign's memory",
+        description="Read a tab-separated experiment log (commit, val_bpb or the objective, memory_gb, status, "
+                    "description) into the campaign's memory as already-tried history: a change it tried is "
+                    "rejected as a repeat on the baseline and linked as a revisit elsewhere.",
+    )
+    imp.add_argument("log", type=Path, metavar="LOG", help="the results.tsv file")
+    imp.add_argument("--campaign-dir", type=Path, required=True, help="the campaign's folder")
+    imp.add_argument("--config", type=Path, metavar="CFG",
+                     help="the config the campaign will run, when the folder holds no campaign yet")
+    imp.set_defaults(func=_import_log)
 
     inj = sub.add_parser(
         "inject", help="add a change to a campaign's queue while it runs (or before a resume)",
@@ -181,55 +199,31 @@ def _inject(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from orchestrator import campaign, ownership
-
-    config = load_config(args.config)
-    if args.campaign_dir is not None:
-        config = _with_campaign_dir(config, args.campaign_dir)
+    config = api.campaign_config(args.config, args.campaign_dir)
     if not _start_ray(config):  # before the folder is made: a Ray that will not start leaves nothing behind
         return EXIT_USAGE
-    assert config.campaign_dir is not None
-    with ownership.claim(Path(config.campaign_dir), "arborist run"):
-        removed = campaign.clear_failed_start(config)
-        if removed:
-            print(f"{config.campaign_dir} held a start that failed before its first event (nothing ran): "
-                  f"removed {', '.join(removed)} and starting fresh", file=sys.stderr)
-        setup = campaign.prepare(config, args.config)
-        print(f"campaign {config.name} in {config.campaign_dir}", file=sys.stderr)
+    with api.new_campaign(config, args.config, _say) as setup:
         return _drive(config, setup, quiet=args.quiet)
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from orchestrator import campaign, ownership
-
-    campaign_dir = args.campaign_dir.resolve()
-    config = campaign.load_campaign_config(campaign_dir)  # a folder that is no campaign gets no lock file
-    with ownership.claim(campaign_dir, "arborist resume"):
-        setup = None
-        tree = report.load_tree(config)
-        if tree.last_seq == 0:
-            setup, how = campaign.finish_start(config)
-            print(f"{campaign_dir} held a start that failed before its first event; {how}", file=sys.stderr)
-        elif tree.phase.value == "done":
-            print(f"campaign {config.name} already finished ({tree.finished_reason}).", file=sys.stderr)
-            return _outcome_code(tree)
-        else:
-            print(f"resuming campaign {config.name} from {len(tree.finished_trials())} finished trials",
-                  file=sys.stderr)
-        for line in campaign.check_inputs(config):  # before Ray: a missing input is named at once
-            print(line, file=sys.stderr)
+    with api.resumed_campaign(args.campaign_dir, _say) as (config, setup):
+        if isinstance(setup, SearchTree):
+            return _outcome_code(setup)
         if not _start_ray(config):
             return EXIT_USAGE
         return _drive(config, setup, quiet=args.quiet)
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _start_ray(config: CampaignConfig) -> bool:
     """Start or join Ray; on failure say why and what to try (Ray's traceback helps nobody here)."""
-    from cluster.runtime import RayStartError, connect
-
     try:
-        connect(config.ray.address)
-    except RayStartError as exc:
+        api.start_ray(config)
+    except ApiError as exc:
         print(f"arborist: error: {exc}", file=sys.stderr)
         return False
     return True
@@ -358,40 +352,19 @@ def _write_report(config: CampaignConfig) -> Path:
     return report.write_notebook(config, tree)
 
 
-def _with_campaign_dir(config: CampaignConfig, campaign_dir: Path) -> CampaignConfig:
-    resolved = campaign_dir.resolve()
-    scratch = config.ray.scratch_dir
-    default_scratch = config.campaign_dir is not None and scratch == Path(config.campaign_dir) / "scratch"
-    ray = config.ray.model_copy(update={"scratch_dir": resolved / "scratch"}) if default_scratch else config.ray
-    return config.model_copy(update={"campaign_dir": resolved, "ray": ray})
-
-
 def _status(args: argparse.Namespace) -> int:
-    from orchestrator import campaign
-
-    config = campaign.load_campaign_config(args.campaign_dir.resolve())
-    tree = report.load_tree(config)
-    data = report.summary(config, tree)
+    progress = api.status(args.campaign_dir)
     if args.json:
-        keys = ("campaign", "phase", "finished_reason", "counts", "incumbent")
-        print(json.dumps({k: data[k] for k in keys}, indent=2))
+        print(json.dumps(progress, indent=2))
         return 0
-    progress = {
-        "name": config.name, "phase": tree.phase.value, "running": tree.trials_running(),
-        "counts": tree.counts(), "incumbent": _incumbent_brief(data),
-        "trials_spent": tree.trials_spent(), "max_trials": config.budget.max_trials,
-        "integration_spent": tree.trials_spent(integration=True),
-        "integration_max": config.integration.max_trials, "elapsed_s": tree.elapsed_s(),
-        "max_wall_s": config.budget.max_wall_s, "llm_calls": tree.llm_calls, "llm_usd": tree.llm_usd,
-    }
+    suspects = progress["suspects"]
+    progress = {**progress, "name": progress["campaign"], "incumbent": _incumbent_brief(progress)}
     print(progress_line(progress))
-    suspects = tree.suspect_nodes()
     if suspects:
-        ids = ", ".join(n.node_id for n in suspects)
-        print(f"suspect: {len(suspects)} node(s) await a verdict ({ids}); see the report, then "
+        print(f"suspect: {len(suspects)} node(s) await a verdict ({', '.join(suspects)}); see the report, then "
               f"`arborist approve {args.campaign_dir} NODE` or `arborist reject {args.campaign_dir} NODE`")
-    if tree.finished_reason:
-        print(f"finished: {tree.finished_reason}")
+    if progress["finished_reason"]:
+        print(f"finished: {progress['finished_reason']}")
     return 0
 
 
@@ -408,27 +381,35 @@ def _incumbent_brief(data: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from orchestrator import campaign
-
-    config = campaign.load_campaign_config(args.campaign_dir.resolve())
     if args.html:
         from orchestrator import serve
 
-        print(serve.write_html(config, args.html))
+        print(serve.write_html(api.open_campaign(args.campaign_dir), args.html))
         return 0
-    tree = report.load_tree(config)
     if args.json:
-        print(json.dumps(report.summary(config, tree), indent=2, default=str))
-        return 0
-    path = report.write_notebook(config, tree, args.out)
-    print(path)
+        print(json.dumps(api.summary(args.campaign_dir), indent=2, default=str))
+    else:
+        print(api.report(args.campaign_dir, args.out))
+    if args.tsv is not None:
+        rows = api.export_log(args.campaign_dir, args.tsv)
+        print(f"wrote {rows} decided nodes to {args.tsv}", file=sys.stderr)
+    return 0
+
+
+def _import_log(args: argparse.Namespace) -> int:
+    added, known = api.import_log(args.log, args.campaign_dir, args.config)
+    counts = {s: sum(1 for r in added if r["status"] == s) for s in ("keep", "discard", "crash")}
+    print(f"imported {len(added)} rows from {args.log} ({', '.join(f'{n} {s}' for s, n in counts.items())})"
+          + (f"; {known} were imported before" if known else ""))
+    print("a running campaign remembers them at its next expansion; otherwise when it starts or resumes.",
+          file=sys.stderr)
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from orchestrator import campaign, serve
+    from orchestrator import serve
 
-    return serve.serve(campaign.load_campaign_config(args.campaign_dir.resolve()), args.host, args.port)
+    return serve.serve(api.open_campaign(args.campaign_dir), args.host, args.port)
 
 
 if __name__ == "__main__":

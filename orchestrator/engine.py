@@ -8,9 +8,10 @@ simulator (synthetic ones) drive the same engine, so the simulator measures the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from orchestrator import admission, blocks, drift, integration, policy
+from orchestrator import admission, blocks, drift, history, integration, policy
 from orchestrator.accounts import Accounts
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
@@ -73,6 +74,7 @@ class SearchEngine:
         self._last_proposer_error: dict[str, str] = {}
         # The tree's history in words costs a pass over every node: only LLM proposers read it.
         self._wants_records = any(p.wants_records for p in proposers)
+        self._history_stamp: tuple[int, int] | None = None  # (mtime, size) of history.jsonl when last read
         self._finished: set[str] = set()  # proposers that answered FINISHED: never asked again
         self._waiting: set[str] = set()  # proposers that answered WAIT in the latest expansion
         self._stopped: set[str] = set()  # trials this session stopped at the end of the wall-clock budget
@@ -92,10 +94,14 @@ class SearchEngine:
         )
         seeds = policy.seed_sequence(self.config)[: self.config.seeds.baseline]
         self.tree.record("seeds_requested", node_id=ROOT_ID, seeds=seeds)
+        self._import_history()
+        self._screen_queued(self.tree.root)
 
     def restore(self) -> None:
         """Rebuild memory and proposer state; trials cut off by the stop run again."""
         by_name = {p.name: p for p in self.proposers}
+        for row in self.tree.imported:
+            self._remember_imported(row)
         for proposal in self.tree.proposals:
             if proposal.change.proposer != integration.PROPOSER:
                 self._remember_again(proposal)
@@ -114,6 +120,55 @@ class SearchEngine:
         for record in self.tree.running_trials():
             self.tree.record("trial_lost", trial_id=record.trial_id, reason="campaign stopped while it ran")
         self.accounts = Accounts.rebuild(self.config, self.tree)
+        self._import_history()
+
+    # ----- imported history; the queues screened at the start -----------------------------
+    def _import_history(self) -> None:
+        """Journal and remember the rows `arborist import-log` staged since the last look
+        (orchestrator/history.py), before any proposal is screened against the memory."""
+        if self.config.campaign_dir is None:
+            return
+        campaign_dir = Path(self.config.campaign_dir)
+        try:
+            stat = history.history_path(campaign_dir).stat()
+        except FileNotFoundError:
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._history_stamp:
+            return
+        self._history_stamp = stamp
+        known = {row["id"] for row in self.tree.imported}
+        for row in history.staged(campaign_dir):
+            if row["id"] not in known:
+                self.tree.record("history_imported", **row)
+                self._remember_imported(row)
+
+    def _remember_imported(self, row: dict[str, Any]) -> None:
+        """An imported row is an idea tried on the baseline; a crash row a failed try of it."""
+        root = self.tree.nodes.get(ROOT_ID)
+        params = root.params if root is not None else self.config.default_params()
+        entry = self.memory.entry(history.imported_change(row, self.config), ROOT_ID, params)
+        crashed = row.get("status") == "crash"
+        self.memory.remember(entry, row["id"], row["id"] if crashed else None)
+        if crashed:
+            self.memory.failed(row["id"])
+
+    def _screen_queued(self, parent: Node) -> None:
+        """Screen every item a queue holds at the start, so what needs no trial to be rejected (a diff
+        touching a protected file, a repeat of imported history) is rejected before any trial runs,
+        not when the queue reaches it. An item whose diff does not apply on the baseline keeps its
+        turn: it may apply on the node it is proposed to later."""
+        for proposer in self.proposers:
+            pending = getattr(proposer, "pending", None)
+            if pending is None:
+                continue
+            for change in pending(parent.params):
+                verdict = admission.screen(self.config, self.memory, self._invalid_keys, self.workspace, parent,
+                                           change)
+                if verdict.accepted or verdict.reason.startswith(f"does not apply on {parent.node_id}"):
+                    continue
+                self._reject(self.tree.next_proposal_id(), parent, change, verdict, proposer)
+                proposer.restore(change)  # taken from the queue: not proposed again
 
     def _remember_again(self, proposal: Proposal) -> None:
         parent = self.tree.nodes.get(proposal.parent_id)
@@ -307,6 +362,7 @@ class SearchEngine:
         # The search ends when nothing runs and every proposer answered NOTHING or FINISHED
         # here; one that answered WAIT keeps it going until its drafts come in.
         self._waiting = set()
+        self._import_history()
         parent = self._expansion_ranking.best(self.tree)
         if parent is None:
             return False
@@ -391,22 +447,13 @@ class SearchEngine:
         """Screen a proposal; create its node if it passes, else journal why not."""
         proposal_id = self.tree.next_proposal_id()
         verdict = admission.screen(self.config, self.memory, self._invalid_keys, self.workspace, parent, change)
-        node_id = self.tree.next_node_id() if verdict.accepted else None
+        if not verdict.accepted:
+            self._reject(proposal_id, parent, change, verdict, proposer)
+            return None
+        node_id = self.tree.next_node_id()
         if verdict.remember is not None:
             self.memory.remember(verdict.remember, proposal_id, node_id, same_change_as(verdict.memory))
-        elif verdict.invalid:
-            self._invalid_keys.setdefault(verdict.key, proposal_id)
         extra: dict[str, Any] = {"notes": list(verdict.notes)} if verdict.notes else {}
-        if not verdict.accepted:
-            self.tree.record(
-                "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),
-                verdict="rejected", reason=verdict.reason, node_id=None, duplicate_of=verdict.duplicate_of,
-                memory=verdict.memory, memory_key=verdict.key, **extra,
-            )
-            if proposer is not None:
-                proposer.observe(change, Outcome("REJECTED", None, verdict.reason, verdict.duplicate_of))
-            return None
-        assert node_id is not None
         params = {**parent.params, **change.params}
         commit = self.workspace.commit(parent, node_id, change, params)
         self.tree.record(
@@ -423,6 +470,23 @@ class SearchEngine:
         if origin == "integration":
             self._start_test(node, {})  # a graft re-tests changes already screened and promoted
         return node  # its blocks are requested with its siblings' (_schedule_blocks)
+
+    def _reject(
+        self, proposal_id: str, parent: Node, change: Change, verdict: admission.Admission, proposer: Proposer | None
+    ) -> None:
+        """Journal a proposal admission rejected, teach the memory what it says, tell the proposer."""
+        if verdict.remember is not None:
+            self.memory.remember(verdict.remember, proposal_id, None, same_change_as(verdict.memory))
+        elif verdict.invalid:
+            self._invalid_keys.setdefault(verdict.key, proposal_id)
+        extra: dict[str, Any] = {"notes": list(verdict.notes)} if verdict.notes else {}
+        self.tree.record(
+            "proposal", proposal_id=proposal_id, parent_id=parent.node_id, change=change.to_dict(),
+            verdict="rejected", reason=verdict.reason, node_id=None, duplicate_of=verdict.duplicate_of,
+            memory=verdict.memory, memory_key=verdict.key, **extra,
+        )
+        if proposer is not None:
+            proposer.observe(change, Outcome("REJECTED", None, verdict.reason, verdict.duplicate_of))
 
     def _begin_integration(self, reason: str) -> None:
         winners = integration.branch_winners(self.tree, self.config)

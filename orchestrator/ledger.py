@@ -271,16 +271,8 @@ class Ledger:
         if self._buffer:
             events = sorted(self._buffer, key=lambda e: e.seq)
             name = f"part-{events[0].seq:012d}-{events[-1].seq:012d}.parquet"
-            self._write_table(f"events/{name}", _event_table(events, self._encoded))
-            finished = [e for e in events if e.type == "trial_finished"]
-            if finished:
-                self._write_table(f"trials/{name}", _trial_table(finished, trials or {}))
-            proposals = [_proposal_row(e) for e in events if e.type == "proposal"]
-            if proposals:
-                self._write(f"proposals/{name}", proposals, PROPOSAL_SCHEMA)
-            calls = [_llm_call_row(e) for e in events if e.type == "llm_call"]
-            if calls:
-                self._write(f"llm_calls/{name}", calls, LLM_CALL_SCHEMA)
+            for table_name, table in tables_of(events, trials or {}, self._encoded).items():
+                self._write_table(f"{table_name}/{name}", table)
         if nodes is not None:
             self._write("nodes.parquet", nodes, NODE_SCHEMA)
         if self._buffer:
@@ -454,6 +446,25 @@ def load_events(fs: pafs.FileSystem, root: str, wal_path: Path | None) -> list[E
 
 
 # ----- row builders ------------------------------------------------------------------------
+def tables_of(
+    events: list[Event], trials: Mapping[str, TrialRecord], encoded: dict[int, str] | None = None
+) -> dict[str, pa.Table]:
+    """The rows a run of events (in seq order) adds to each table (TABLES), tables without rows
+    left out: what a flush writes as parts, and what the reader builds from the journal.
+    `encoded` holds payloads already encoded as JSON, by seq."""
+    out = {"events": _event_table(events, encoded or {})}
+    finished = [e for e in events if e.type == "trial_finished"]
+    if finished:
+        out["trials"] = _trial_table(finished, trials)
+    proposals = [_proposal_row(e) for e in events if e.type == "proposal"]
+    if proposals:
+        out["proposals"] = pa.Table.from_pylist(proposals, schema=PROPOSAL_SCHEMA)
+    calls = [_llm_call_row(e) for e in events if e.type == "llm_call"]
+    if calls:
+        out["llm_calls"] = pa.Table.from_pylist(calls, schema=LLM_CALL_SCHEMA)
+    return out
+
+
 def _event_table(events: list[Event], encoded: dict[int, str]) -> pa.Table:
     """The events part, built column by column: per-row dicts cost more than the Parquet write."""
     seqs, stamps, types, node_ids, trial_ids, payloads = [], [], [], [], [], []

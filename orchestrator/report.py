@@ -10,9 +10,8 @@ from typing import Any
 
 from scipy import stats as sps
 
-from orchestrator import chart, cohorts, drift, placement
+from orchestrator import chart, cohorts, drift, placement, reader
 from orchestrator.config import CampaignConfig
-from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.policy import estimate_and_se
 from orchestrator.stats import summarize
 from orchestrator.tree import ROOT_ID, Node, NodeStatus, SearchTree
@@ -22,10 +21,7 @@ CHART_FILE = "control_chart.svg"
 
 
 def load_tree(config: CampaignConfig) -> SearchTree:
-    assert config.campaign_dir is not None
-    uri = config.storage or str(Path(config.campaign_dir) / "ledger")
-    fs, root = open_filesystem(uri, config.s3)
-    return SearchTree.replay(load_events(fs, root, Path(config.campaign_dir) / "journal.wal"))
+    return reader.load_tree(config)
 
 
 def _clean(value: float | None) -> float | None:

@@ -7,14 +7,11 @@ ledger. It imports no Ray: the cluster layer wraps it in an actor and bridges it
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from orchestrator.change import Change
 from orchestrator.config import CampaignConfig
@@ -26,6 +23,7 @@ from orchestrator.proposers.embedder import MemoryEmbedder
 from orchestrator.proposers.llm import LLMClient
 from orchestrator.proposers.ready import DraftBackend
 from orchestrator.proposers.registry import AlgorithmFactory, build_proposers
+from orchestrator.reader import journal_path, ledger_uri, node_rows
 from orchestrator.tree import Node, Phase, SearchTree, trial_id_for
 from trials.patch import validate_diff
 from trials.protect import change_problems
@@ -64,9 +62,8 @@ class SearchService:
         self.config = CampaignConfig.model_validate(config)
         assert self.config.campaign_dir is not None
         self.campaign_dir = Path(self.config.campaign_dir)
-        storage = self.config.storage or str(self.campaign_dir / "ledger")
         self._storage_warnings: list[str] = []
-        self.ledger = Ledger(storage, self.campaign_dir / "journal.wal", s3=self.config.s3,
+        self.ledger = Ledger(ledger_uri(self.config), journal_path(self.campaign_dir), s3=self.config.s3,
                              warn=self._storage_warnings.append)
         # The tree actor serves one call at a time: its time per trial (the suggest() that
         # dispatched it and the complete() that recorded it) is time every other slot may wait.
@@ -285,43 +282,3 @@ class RepoWorkspace:
         return self._repo.commit_node(
             parent.commit, node_id, change.diff or None, params, f"{node_id}: {change.describe()}"
         )
-
-
-def node_rows(tree: SearchTree, config: CampaignConfig) -> list[dict[str, Any]]:
-    return [_node_row(tree, config, node) for node in tree.nodes.values()]
-
-
-def _node_row(tree: SearchTree, config: CampaignConfig, node: Node) -> dict[str, Any]:
-    """A node's row in nodes.parquet, kept with its derived figures (dropped when one of its trials
-    finishes) while its decision and seeds stay: every flush writes all nodes, most unchanged."""
-    figures = tree.derived.setdefault(node.node_id, {})
-    stamp = (node.decided_seq, len(node.seeds))
-    kept = figures.get("row")
-    if kept is not None and kept[0] == stamp:
-        row: dict[str, Any] = kept[1]
-        return row
-    values = list(tree.completed_values(node.node_id, config.objective).values())
-    evidence = (node.decision or {}).get("evidence") or {}
-    change = node.change
-    row = {
-        "node_id": node.node_id,
-        "parent_id": node.parent_id,
-        "status": node.status.value,
-        "origin": node.origin,
-        "depth": node.depth,
-        "change_kind": change.kind if change else None,
-        "aspect": change.aspect if change else None,
-        "hypothesis": change.hypothesis if change else None,
-        "proposer": change.proposer if change else None,
-        "params": json.dumps(node.params, sort_keys=True, default=str),
-        "commit": node.commit,
-        "seeds": list(node.seeds),
-        "objective_mean": float(np.mean(values)) if values else None,
-        "gain": evidence.get("mean"),
-        "gain_ci_low": evidence.get("ci_low"),
-        "gain_ci_high": evidence.get("ci_high"),
-        "p_value": evidence.get("p_value"),
-        "decision_reason": (node.decision or {}).get("reason"),
-    }
-    figures["row"] = (stamp, row)
-    return row

@@ -132,6 +132,7 @@ class SearchTree:
         self.nodes: dict[str, Node] = {}
         self.trials: dict[str, TrialRecord] = {}
         self.proposals: list[Proposal] = []
+        self.imported: list[dict[str, Any]] = []  # rows of experiment logs brought in (history_imported)
         self.meta: dict[str, Any] = {}
         self.phase = Phase.BASELINE
         self.incumbent_id: str | None = None
@@ -369,6 +370,9 @@ class SearchTree:
         self.incumbent_id = data["node_id"]
         self.incumbent_changes.append({"node_id": data["node_id"], "ts": self._applying_ts,
                                        "elapsed_s": self.elapsed_s(self._applying_ts), "trials": self.finished_count})
+
+    def _on_history_imported(self, data: dict[str, Any]) -> None:
+        self.imported.append(dict(data))
 
     def _on_proposal(self, data: dict[str, Any]) -> None:
         self.proposals.append(

@@ -100,9 +100,8 @@ def bare_tune(project: Path, trials: int, scratch: Path) -> tuple[float, float, 
 
 def arborist_campaign(project: Path, trials: int, root: Path) -> tuple[float, dict[str, Any], list[dict[str, Any]]]:
     """Wall seconds, the campaign's final summary, and each finished trial's result."""
-    from orchestrator import campaign
+    from orchestrator import campaign, reader
     from orchestrator.config import load_config
-    from orchestrator.ledger import load_events, open_filesystem
 
     config_path = root / "bench.yaml"
     config_path.write_text(yaml.safe_dump({
@@ -125,8 +124,7 @@ def arborist_campaign(project: Path, trials: int, root: Path) -> tuple[float, di
     start = time.perf_counter()
     summary = campaign.run(config, setup=campaign.prepare(config, None))
     wall_s = time.perf_counter() - start
-    fs, ledger_root = open_filesystem(campaign.storage_uri(config))
-    events = load_events(fs, ledger_root, root / "campaign" / "journal.wal")
+    events = reader.load_events(config)
     return wall_s, summary, [e.data["result"] for e in events if e.type == "trial_finished"]
 
 

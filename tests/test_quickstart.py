@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import campaign, report
+from orchestrator import campaign, reader, report
 from orchestrator.config import load_config
-from tests.toy import NO_WALL_LIMIT_S
+from orchestrator.proposers.queue import load_queue
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
@@ -22,7 +22,7 @@ def test_quickstart_decides_every_change_for_the_right_reason(tmp_path: Path) ->
     config = config.model_copy(update={
         "campaign_dir": tmp_path / "quickstart",
         "ray": config.ray.model_copy(update={"scratch_dir": tmp_path / "quickstart" / "scratch"}),
-        "budget": config.budget.model_copy(update={"max_trials": 45, "max_wall_s": NO_WALL_LIMIT_S}),
+        "budget": config.budget.model_copy(update={"max_trials": 45}),
         "search": config.search.model_copy(update={"proposers": [
             config.search.proposers[0],
             config.search.proposers[1].model_copy(update={"max_proposals": 2}),
@@ -43,6 +43,16 @@ def test_quickstart_decides_every_change_for_the_right_reason(tmp_path: Path) ->
     assert broken["status"] == "FAILED" and "stage run" in broken["reason"], broken
     rejected = {p["source_id"]: p["reason"] for p in summary["rejected_proposals"]}
     assert "protected path evaluate.py" in rejected["tta-shifted-eval"]
+    # Each of the five hypotheses is decided or rejected, whatever the machine's speed: the budget is
+    # in trials, and the evaluator-touching one is rejected when the campaign starts, before any trial.
+    hypotheses = [item["id"] for item in load_queue(ROOT / "examples" / "digits" / "hypotheses.yaml")]
+    assert len(hypotheses) == 5
+    for source in hypotheses:
+        assert source in rejected or queue[source]["status"] in ("PROMOTED", "PRUNED", "FAILED"), source
+    events = reader.load_events(config)
+    first_trial = next(e.seq for e in events if e.type == "trial_started")
+    tta = next(e for e in events if e.type == "proposal" and e.data["change"]["source_id"] == "tta-shifted-eval")
+    assert tta.seq < first_trial
     # The winner carries the improvement, measured by the frozen evaluator on held-out data.
     incumbent = summary["incumbent"]
     assert any(link["node_id"] == improvement["node_id"] for link in incumbent["chain"])

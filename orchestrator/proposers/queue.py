@@ -153,6 +153,15 @@ class QueueProposer(Proposer):
                     return item_to_change(item, self.name, context.parent_params)
         return NOTHING
 
+    def pending(self, parent_params: dict[str, Any]) -> list[Change]:
+        """The changes of the items not proposed yet, in queue order, as made on a parent with
+        `parent_params`; nothing is taken from the queue (restore() takes one)."""
+        return [
+            item_to_change(item, self.name, parent_params)
+            for path, copy in zip(self._paths, self._copies, strict=True)
+            for item in self._read(path, copy) if str(item["id"]) not in self._consumed
+        ]
+
     def _read(self, path: Path, copy: Path | None) -> list[dict[str, Any]]:
         """The file's items, or its copy's when the file is gone ([] when neither is there)."""
         try:
