@@ -20,16 +20,38 @@ class _Pool:
     dof: dict[str, int] = field(default_factory=dict)  # node -> n - 1
     total_ss: float = 0.0
     total_dof: int = 0
+    # The exact sum of `ss` as non-overlapping floats: a node's entry is added and taken out
+    # exactly, so `total_ss`, the correctly rounded sum, is the same whatever the order of
+    # updates (a replay and the live campaign agree to the bit), at a cost that does not grow
+    # with the number of nodes.
+    _partials: list[float] = field(default_factory=list)
 
     def put(self, node: str, values: Sequence[float]) -> None:
-        self.ss.pop(node, None)
-        self.dof.pop(node, None)
+        old = self.ss.pop(node, None)
+        if old is not None:
+            self._partials = _exact_add(self._partials, -old)
+            self.total_dof -= self.dof.pop(node)
         if len(values) >= 2:
             self.ss[node] = _sum_sq_dev(values)
             self.dof[node] = len(values) - 1
-        # re-summed in node order, so the totals do not depend on the order of updates
-        self.total_ss = math.fsum(self.ss[k] for k in sorted(self.ss))
-        self.total_dof = sum(self.dof.values())
+            self._partials = _exact_add(self._partials, self.ss[node])
+            self.total_dof += self.dof[node]
+        self.total_ss = math.fsum(self._partials)
+
+
+def _exact_add(partials: list[float], x: float) -> list[float]:
+    """`partials` + x, kept exact (Shewchuk's non-overlapping partial sums, as math.fsum uses)."""
+    out = []
+    for y in partials:
+        if abs(x) < abs(y):
+            x, y = y, x
+        high = x + y
+        low = y - (high - x)
+        if low:
+            out.append(low)
+        x = high
+    out.append(x)
+    return out
 
 
 def _sum_sq_dev(values: Sequence[float]) -> float:
