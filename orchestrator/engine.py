@@ -244,8 +244,10 @@ class SearchEngine:
                 continue  # its evidence is missing what the budget stopped: UNDECIDED when the search stops
             # A node left open waits for its next block, often while siblings finish theirs. Its
             # verdict reads its trials and its parent's (a finish drops the tree's derived figures),
-            # its seeds and test, the noise pooled from decisions, and drift: unchanged, it stands.
-            stamp = (len(node.seeds), node.test_seq, len(self.tree.decision_log), self.tree.last_drift_seq)
+            # its seeds and test, drift, and, while it is screened, the noise pooled from decisions
+            # (a test reads the pool frozen at its start): unchanged, it stands.
+            pool = len(self.tree.decision_log) if not node.test else -1
+            stamp = (len(node.seeds), node.test_seq, pool, self.tree.last_drift_seq)
             figures = self.tree.derived.setdefault(node.node_id, {})
             if figures.get("left_open") == stamp:
                 continue
