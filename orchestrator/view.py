@@ -25,6 +25,7 @@ HISTOGRAM_BINS = 40
 CHART_COLUMNS = 600  # pixel columns the control chart is reduced to
 CONTROL_SERIES = 8  # control nodes drawn: the baseline, then those with the most controls
 CONTROL_ROWS = 50  # rows of the controls table
+REJECTED_ROWS = 50  # rejected proposals shown, the newest
 PAGE_LIMIT = 200  # the most rows one page of a table or of children holds
 LOG_TAIL_CHARS = 4000
 # How a node ranks among its siblings: the verdicts a reader looks for first.
@@ -106,6 +107,7 @@ def view_data(campaign: Campaign) -> dict[str, Any]:
         "costs": costs(tree, data),
         "placement": {"nodes": data["placement"]["nodes"], "lost": len(data["placement"]["lost"]),
                       "sessions": data["placement"]["sessions"]},
+        "rejected": {"rows": data["rejected_proposals"][-REJECTED_ROWS:], "total": len(data["rejected_proposals"])},
         "search_stopped": data["search_stopped"],
         "page_limit": PAGE_LIMIT,
     }

@@ -16,10 +16,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from orchestrator.ledger import load_events, open_filesystem
-from orchestrator.tree import Event
 from tests.toy import gate_at, gated, write_config
-from tests.waiting import wait_for
+from tests.waiting import events_so_far, wait_for
 
 ARBORIST = [sys.executable, "-m", "orchestrator.cli"]
 
@@ -33,16 +31,8 @@ def _config(root: Path) -> Path:
     )
 
 
-def _events(campaign: Path) -> list[Event]:
-    try:
-        fs, root = open_filesystem(str(campaign / "ledger"))
-        return load_events(fs, root, campaign / "journal.wal")
-    except Exception:
-        return []  # not made yet, or a part being written right now: ask again
-
-
 def _count(campaign: Path, kind: str) -> int:
-    return sum(1 for e in _events(campaign) if e.type == kind)
+    return sum(1 for e in events_so_far(campaign) if e.type == kind)
 
 
 def _start(config: Path) -> subprocess.Popen[str]:
@@ -62,7 +52,7 @@ def test_sigterm_mid_run_prints_how_to_resume_and_writes_the_report(tmp_path: Pa
     campaign = tmp_path / "campaign"
     proc = _start(_config(tmp_path))
     wait_for(lambda: _count(campaign, "trial_started") >= 2, "two trials running (held by the gate)",
-             seen=lambda: [e.type for e in _events(campaign)][-5:], alive=lambda: proc.poll() is None)
+             seen=lambda: [e.type for e in events_so_far(campaign)][-5:], alive=lambda: proc.poll() is None)
     proc.send_signal(signal.SIGTERM)  # what `ray job stop` and `kill` send
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
@@ -75,7 +65,7 @@ def test_an_error_after_the_start_is_shown_with_the_report_and_how_to_resume(tmp
     campaign = tmp_path / "campaign"
     proc = _start(_config(tmp_path))
     wait_for(lambda: _count(campaign, "trial_started") >= 2, "two baseline trials running (held by the gate)",
-             seen=lambda: [e.type for e in _events(campaign)][-5:], alive=lambda: proc.poll() is None)
+             seen=lambda: [e.type for e in events_so_far(campaign)][-5:], alive=lambda: proc.poll() is None)
     # The campaign repository vanishes under the tree actor (a clean-up job, a volume swapped):
     # its next node cannot be committed there, and the tree actor raises.
     shutil.rmtree(campaign / "repo")

@@ -6,12 +6,14 @@ Each change in examples/digits/hypotheses.yaml must be decided for the right rea
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator import campaign, reader, report
 from orchestrator.config import load_config
 from orchestrator.proposers.queue import load_queue
+from tests.web.browser import artifacts_dir, chromium, served, wait_rendered
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
@@ -73,3 +75,28 @@ def test_quickstart_decides_every_change_for_the_right_reason(tmp_path: Path) ->
         ), decision
         assert f"{blocks['count']} block" in notebook
     assert (report.write_notebook(config, tree).parent / "control_chart.svg").read_text().startswith("<svg")
+
+    # The web view shows it in a real browser: the four decided hypotheses in the tree with their
+    # verdicts, the evaluator-touching one among the rejected proposals.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with served(config) as url, chromium() as driver:
+        driver.get(url)
+        wait_rendered(driver, timeout=60, seq=tree.last_seq)
+        wanted = {queue[source]["node_id"] for source in queue}
+
+        def opened(d: Any) -> dict[str, str] | bool:  # branches load on demand: open until all are shown
+            for button in d.find_elements(By.CSS_SELECTOR, "#tree button.toggle, #tree button.more"):
+                if button.text != "−":
+                    button.click()
+            rows = {row.get_attribute("data-node"): row.get_attribute("data-status")
+                    for row in d.find_elements(By.CSS_SELECTOR, "#tree .node-row")}
+            return rows if wanted <= set(rows) else False
+
+        shown = WebDriverWait(driver, 30, poll_frequency=0.2).until(opened)
+        for source in ("standardize-inputs", "independent-init-stream", "quarter-of-data", "lr-exp-decay"):
+            assert shown.get(queue[source]["node_id"]) == queue[source]["status"], (source, shown)
+        rejected_rows = driver.find_element(By.ID, "rejected-table").text
+        assert "tta-shifted-eval" in rejected_rows and "protected path evaluate.py" in rejected_rows
+        driver.save_screenshot(str(artifacts_dir(tmp_path) / "view-quickstart.png"))

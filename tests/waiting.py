@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
+
+from orchestrator.ledger import load_events, open_filesystem
+from orchestrator.reader import LEDGER_DIR, journal_path
+from orchestrator.tree import Event
 
 T = TypeVar("T")
 
@@ -49,3 +54,13 @@ def _describe(seen: Callable[[], object] | None) -> str:
         return repr(seen())
     except Exception as exc:  # the description must not hide the timeout
         return f"(could not describe: {exc!r})"
+
+
+def events_so_far(campaign_dir: Path) -> list[Event]:
+    """A campaign's events as another process sees them while it runs (a driver, a job):
+    none while its folder is not made yet or a Parquet part is being written (ask again)."""
+    try:
+        fs, root = open_filesystem(str(campaign_dir / LEDGER_DIR))
+        return load_events(fs, root, journal_path(campaign_dir))
+    except Exception:
+        return []

@@ -361,6 +361,16 @@
     return box;
   }
 
+  function renderRejected(data) {
+    const r = data.rejected;
+    const box = el("section", { id: "rejected" }, el("h2", { text: `Rejected proposals (${r.total})` }));
+    if (!r.total) { box.append(el("p", { class: "muted", text: "None: every proposal became a node." })); return box; }
+    if (r.total > r.rows.length) box.append(el("p", { class: "note", text: `The newest ${r.rows.length}; the report lists them all.` }));
+    box.append(table(["proposal", "on", "proposer", "source", "change", "reason"],
+      r.rows.map((p) => [p.proposal_id, p.parent_id, p.proposer, p.source_id || "", p.change, p.reason]), "rejected-table"));
+    return box;
+  }
+
   function renderCosts(data) {
     const c = data.costs;
     const box = el("section", { id: "costs" }, el("h2", { text: "Costs and placement" }));
@@ -426,7 +436,7 @@
     const app = document.getElementById("app");
     const detail = el("section", { id: "detail" }, el("h2", { text: "Node" }), el("p", { class: "muted", text: "Click a node in the tree, the forest plot or the table." }));
     app.replaceChildren(renderHeader(data), renderTree(data), detail, renderIncumbent(data), renderForest(data),
-      renderControls(data), renderAblation(data), renderCosts(data), renderTable(data));
+      renderControls(data), renderAblation(data), renderRejected(data), renderCosts(data), renderTable(data));
     if (state.selected) select(state.selected);
     document.body.dataset.rendered = String(data.last_seq);
     // For benchmarks: when the first render ended, on the page's own clock.

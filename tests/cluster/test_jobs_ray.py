@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ledger import load_events, open_filesystem
 from orchestrator.tree import Event
 from tests.cluster.nodes import PYTHON, RAY, LocalCluster, Worker
 from tests.toy import gate_at, gated, write_config
-from tests.waiting import wait_for
+from tests.waiting import events_so_far, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_S = 400.0  # a backstop for one job to end, on a busy 2-core machine
@@ -32,14 +31,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A head (the job server and the drivers, no trials) and two worker nodes, without token auth."""
     with LocalCluster(tmp_path_factory.mktemp("jobs"), [Worker(cpus=2), Worker(cpus=2)]) as running:
         yield running
-
-
-def _events(campaign: Path) -> list[Event]:
-    try:
-        fs, root = open_filesystem(str(campaign / "ledger"))
-        return load_events(fs, root, campaign / "journal.wal")
-    except Exception:
-        return []  # not made yet, or a part being written right now: ask again
 
 
 def _of(events: list[Event], kind: str) -> list[Event]:
@@ -69,7 +60,7 @@ def test_a_stopped_job_is_resumed_by_another_and_every_trial_runs_once(cluster: 
     submitted = _submit(cluster, "toy-1", "run", str(config), wait=False)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     running = wait_for(
-        lambda: len(_of(_events(campaign), "trial_started")) >= 2 and _of(_events(campaign), "trial_started"),
+        lambda: started if len(started := _of(events_so_far(campaign), "trial_started")) >= 2 else [],
         "two trials running in the first job (held by the gate)",
         seen=lambda: _job(cluster, "status", "--address", cluster.dashboard_url, "toy-1").stdout[-500:],
     )
@@ -77,13 +68,13 @@ def test_a_stopped_job_is_resumed_by_another_and_every_trial_runs_once(cluster: 
     assert stopped.returncode == 0 and "was stopped" in stopped.stdout, stopped.stdout[-3000:]
     logs = _job(cluster, "logs", "--address", cluster.dashboard_url, "toy-1").stdout
     assert f"arborist resume {campaign}" in logs, logs[-3000:]  # said before Ray's grace period ran out
-    assert not _of(_events(campaign), "trial_finished")  # stopped while every trial it started ran
+    assert not _of(events_so_far(campaign), "trial_finished")  # stopped while every trial it started ran
 
     gate_at(tmp_path).touch()
     resumed = _submit(cluster, "toy-2", "resume", str(campaign), wait=True)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
-    events = _events(campaign)
+    events = events_so_far(campaign)
     assert len(_of(events, "campaign_finished")) == 1
     results = Counter(e.data["result"]["trial_id"] for e in _of(events, "trial_finished"))
     assert results and max(results.values()) == 1, f"a trial recorded twice: {results.most_common(3)}"
@@ -128,7 +119,7 @@ def test_a_token_file_on_a_cluster_without_token_auth_is_refused_before_anything
                            check=False)
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     campaign = tmp_path / "campaign"
-    assert _of(_events(campaign), "campaign_finished")
+    assert _of(events_so_far(campaign), "campaign_finished")
     # A folder that holds a campaign is another matter: `run` refuses it, saying each way on.
     again = subprocess.run([PYTHON, "-m", "orchestrator.cli", "run", str(config)],
                            env={**env, "RAY_AUTH_MODE": "disabled"}, capture_output=True, text=True, timeout=JOB_S,

@@ -50,8 +50,11 @@ def test_a_resume_proposes_what_was_left_after_the_hypotheses_and_the_project_ar
     assert [i["id"] for i in load_queue(copy)] == [i["id"] for i in items]
     # A person appends an item while the campaign runs; the next expansion reads it, and the copy with it.
     queue.write_text(yaml.safe_dump([*items, LATE], sort_keys=False))
-    drive(first, stop_after=3)  # the baseline; its decision expands the root once (max_open_nodes: 1)
-    assert [p.change.source_id for p in first.tree.proposals] == ["better"]
+    # The baseline; its decision expands the root once (max_open_nodes: 1). The item that touches a
+    # protected path was rejected at the start, before any trial, as every such item is.
+    drive(first, stop_after=3)
+    assert [(p.change.source_id, p.verdict) for p in first.tree.proposals] == [("tamper", "rejected"),
+                                                                              ("better", "accepted")]
     first.close()
     assert [i["id"] for i in load_queue(copy)][-1] == "late"
 

@@ -4,17 +4,15 @@ ledger), and a 100,000-node ledger from scripts/bench_scale.py's synthetic histo
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from orchestrator.campaign import prepare
 from orchestrator.config import CampaignConfig, load_config
 from orchestrator.search import SearchService
 from orchestrator.tree import Event, SearchTree
+from tests.scripts import load_script
 from tests.toy import write_config
 from trials.runner import run_trial
 from trials.spec import TrialSpec
@@ -41,19 +39,10 @@ def run_toy_campaign(tmp: Path, max_trials: int = 40) -> CampaignConfig:
     return config
 
 
-def bench_scale() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "scripts" / "bench_scale.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_scale"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def synthetic_campaign(tmp: Path, nodes: int, seed: int = 0) -> CampaignConfig:
     """A campaign of `nodes` nodes: started for bench_scale's tiny project, its journal extended
     with bench_scale's synthetic history (scripts/bench_scale.py synthesize_history)."""
-    bench = bench_scale()
+    bench = load_script("bench_scale")
     raw: dict[str, Any] = bench.actor_config(tmp, 4)
     config = CampaignConfig.model_validate(raw)
     first = SearchService(raw, prepare(config, None))
