@@ -92,15 +92,19 @@ def _trials(config: Path) -> list[dict[str, Any]]:
 def _waiting_at(gate: Path, at_least: int = 1) -> list[int]:
     """The trial steps waiting at the gate (`sh -c "while [ ! -e GATE ] ..."`, one per trial); []
     while there are fewer than `at_least`."""
-    found = []
+    found: dict[int, int] = {}  # pid -> its parent's
     for entry in Path("/proc").iterdir():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
         if len(argv) >= 3 and argv[0].endswith(b"sh") and argv[1] == b"-c" and str(gate).encode() in argv[2]:
-            found.append(int(entry.name))
-    return found if len(found) >= at_least else []
+            found[int(entry.name)] = parent
+    # The loop's `sleep` is forked from the step's shell and carries its command line until it
+    # execs: a match whose parent matches too is that fork, not another trial.
+    steps = sorted(pid for pid, parent in found.items() if parent not in found)
+    return steps if len(steps) >= at_least else []
 
 
 def _workers_holding(cluster: LocalCluster, pids: list[int]) -> list[int]:
