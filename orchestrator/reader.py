@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from orchestrator import ledger
 from orchestrator.config import CampaignConfig
-from orchestrator.tree import ROOT_ID, Event, Node, SearchTree
+from orchestrator.tree import Event, Node, SearchTree
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,12 +109,6 @@ def _journal_only(events: pa.Table, journal: list[Event]) -> list[Event]:
         return []
     flushed = set(events.column("seq").to_pylist()) if events.num_rows else set()
     return sorted((e for e in journal if e.seq not in flushed), key=lambda e: e.seq)
-
-
-def decided_nodes(tree: SearchTree) -> list[Node]:
-    """The nodes with a decision (promoted, pruned, failed, suspect), in the order they were decided."""
-    decided = [n for n in tree.nodes.values() if n.node_id != ROOT_ID and n.decided_seq]
-    return sorted(decided, key=lambda n: n.decided_seq)
 
 
 def node_rows(tree: SearchTree, config: CampaignConfig) -> list[dict[str, Any]]:
